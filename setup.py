@@ -36,7 +36,8 @@ setup(
     # configs ship inside the package (rexnet_det/.mim/configs links to the
     # top-level configs/) so `rexnet_det::...` bases resolve after install.
     package_data={'rexnet_det': ['.mim/configs/*/*.py', '.mim/configs/*.py',
-                                 '.mim/configs/*/*/*.py']},
+                                 '.mim/configs/*/*/*.py',
+                                 '.mim/model-index.yml']},
     include_package_data=True,
     install_requires=[
         'torch>=2.1,<2.14',

@@ -9,9 +9,15 @@ from .checkpoint import (CheckpointError, CheckpointMismatchError,
                          install_mmengine_loader, load_pretrained,
                          safe_torch_load)
 from .models import ReXNet, ReXNetClassifier, SSDLiteHead, rexnet_arch
+# Registers CheckedCocoDataset / CheckedLoadImageFromFile and the hooks
+# (NonFiniteLossHook, AtomicCheckpointHook, DumpRankStateHook).
+from . import datasets, engine  # noqa: F401,E402
+from .utils.config_scope import register_config_scope
 from .version import __version__
 
 install_mmengine_loader()
+# `rexnet_det::<path>` config bases (see utils/config_scope.py).
+register_config_scope()
 
 __all__ = [
     'ReXNet', 'ReXNetClassifier', 'SSDLiteHead', 'rexnet_arch',

@@ -92,3 +92,13 @@ class ReXNetClassifier(StrictPretrainedMixin, BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits of shape (N, num_classes)."""
         return self.head(self.backbone(x)[0])
+
+    def fuse(self, channels_last: bool = True) -> 'ReXNetClassifier':
+        """Fold every BatchNorm (backbone and head) into its conv for
+        inference, in place; see :meth:`ReXNet.fuse`.
+
+        Returns:
+            ReXNetClassifier: ``self``, fused.
+        """
+        from ..deploy.fuse import fuse_model
+        return fuse_model(self, channels_last=channels_last)

@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .pretrained_init import StrictPretrainedMixin
+from .input_check import check_backbone_input
 from .arch import NUM_TAPS, ReXNetArch, rexnet_arch
 from .layers import LinearBottleneck, norm_cfg_for
 
@@ -221,8 +222,30 @@ class ReXNet(StrictPretrainedMixin, BaseModule):
                     m.eval()
         return self
 
+    def fuse(self, channels_last: bool = True) -> 'ReXNet':
+        """Fold every BatchNorm into its conv for inference, in place.
+
+        Needs eval mode; the fused model is inference only and calling
+        ``fuse`` again does nothing. See :func:`rexnet_det.deploy.fuse_model`.
+
+        Args:
+            channels_last (bool): Also store weights and run NHWC.
+                Default: True.
+
+        Returns:
+            ReXNet: ``self``, fused.
+        """
+        from ..deploy.fuse import fuse_model
+        return fuse_model(self, channels_last=channels_last)
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Return the requested taps, shallowest first."""
+        """Return the requested taps, shallowest first.
+
+        Raises:
+            ValueError: `x` is not (N, 3, H, W) floats, or too small to train
+                (the message names the shape and the minimum).
+        """
+        check_backbone_input(self, x)
         x = self.stem(x)
         taps = {}
         for i, block in enumerate(self.blocks):

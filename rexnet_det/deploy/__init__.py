@@ -1,0 +1,11 @@
+"""Deployment helpers: fused inference form, model names, checkpoints."""
+from .fuse import (fold_bn_into_conv, fuse_model, fused_checkpoint,
+                   is_fused, load_fused)
+from .models import (ModelSpec, build_from_spec, infer_spec, load_model,
+                     parse_spec)
+
+__all__ = [
+    'fold_bn_into_conv', 'fuse_model', 'fused_checkpoint', 'is_fused',
+    'load_fused', 'ModelSpec', 'build_from_spec', 'infer_spec', 'load_model',
+    'parse_spec'
+]

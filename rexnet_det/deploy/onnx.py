@@ -1,0 +1,97 @@
+"""ONNX export of ReXNet backbones and classifiers, and an onnxruntime
+runner.
+
+torch 2.13 defaults to the torch.export-based exporter, which needs the
+``onnxscript`` package; the TorchScript-based exporter (``dynamo=False``)
+needs only ``onnx`` and handles these models completely (plain convs,
+activations, mean, sigmoid, cat), so it is used here. Batch size, height
+and width are dynamic axes.
+"""
+import os
+import warnings
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+DEFAULT_OPSET = 17
+
+
+def output_names(model: nn.Module) -> List[str]:
+    """``tap{i}`` for a ReXNet's returned taps, ``logits`` otherwise."""
+    from ..models import ReXNet
+    if isinstance(model, ReXNet):
+        return [f'tap{i}' for i in model.out_indices]
+    return ['logits']
+
+
+def export_onnx(model: nn.Module, path: str,
+                input_shape: Sequence[int] = (1, 3, 224, 224),
+                names: Optional[List[str]] = None,
+                opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
+    """Export an eval-mode model to ONNX (written atomically).
+
+    Args:
+        model (nn.Module): Eval-mode model taking one image batch.
+        path (str): Output ``.onnx`` file.
+        input_shape (Sequence[int]): Shape of the example input used for
+            tracing. Default: (1, 3, 224, 224).
+        names (list[str], optional): Output names; default from
+            :func:`output_names`.
+        opset (int): ONNX opset. Default: 17.
+        dynamic (bool): Make batch, height and width dynamic. Default: True.
+
+    Returns:
+        str: `path`.
+
+    Raises:
+        RuntimeError: `model` is in training mode.
+    """
+    if model.training:
+        raise RuntimeError('export_onnx needs an eval-mode model; call '
+                           'model.eval() first')
+    names = names or output_names(model)
+    axes = None
+    if dynamic:
+        axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
+        axes.update({n: {0: 'batch'} for n in names})
+    tmp = f'{path}.tmp'
+    x = torch.zeros(*input_shape)
+    with warnings.catch_warnings():
+        # The input-size checks in ReXNet.forward are Python control flow
+        # that the tracer reports; they hold for any traced shape.
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        with torch.no_grad():
+            torch.onnx.export(model, (x, ), tmp, dynamo=False,
+                              opset_version=opset, input_names=['input'],
+                              output_names=names, dynamic_axes=axes,
+                              do_constant_folding=True)
+    os.replace(tmp, path)
+    return path
+
+
+class OrtRunner:
+    """An onnxruntime CPU session that takes and returns torch tensors.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        threads (int): ``intra_op_num_threads`` (0 = onnxruntime's default).
+    """
+
+    def __init__(self, path: str, threads: int = 0) -> None:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            path, options, providers=['CPUExecutionProvider'])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run_numpy(self, x: np.ndarray) -> List[np.ndarray]:
+        return self.session.run(None, {self.input_name: x})
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        outs = self.run_numpy(x.detach().cpu().contiguous().numpy())
+        return tuple(torch.from_numpy(o) for o in outs)
