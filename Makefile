@@ -8,8 +8,11 @@ PYTEST_ARGS ?=
 setup:
 	@bash tools/setup_env.sh
 
+# One OpenMP thread per process: on 2 cores, tests that start several
+# processes (torchrun, train/test subprocesses) otherwise oversubscribe the
+# CPU and run several times slower. Override with OMP_NUM_THREADS=N.
 test: setup
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) tools/demo.py

@@ -22,7 +22,8 @@ def test_downstream_config_inherits_ours(tmp_path):
         import rexnet_det  # registers the `rexnet_det::` scope
         from mmengine.config import Config
         cfg = Config.fromfile('my_ssdlite.py')
-        print('RESULT', cfg.model.backbone.type, cfg.model.backbone.out_indices,
+        print('RESULT', cfg.model.backbone.type,
+              cfg.model.backbone.out_indices,
               tuple(cfg.model.neck.in_channels), cfg.model.bbox_head.type,
               cfg.model.bbox_head.num_classes, cfg.custom_imports.imports)
         """)

@@ -62,7 +62,8 @@ def test_valid_coco_and_masks_inside_boxes(shapes, split):
     import contextlib
     import io
     with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(os.path.join(shapes, f'annotations/instances_{split}.json'))
+        coco = COCO(
+            os.path.join(shapes, f'annotations/instances_{split}.json'))
     anns = coco.loadAnns(coco.getAnnIds())
     assert len(anns) >= len(coco.getImgIds())  # at least one object each
     assert {a['category_id'] for a in anns} <= {1, 2, 3, 4}

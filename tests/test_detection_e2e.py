@@ -1,6 +1,5 @@
 """tools/train.py -> tools/test.py -> tools/analysis/coco_eval.py on a tiny
 generated dataset, for Mask R-CNN (bbox + segm) and SSDLite (bbox)."""
-import copy
 import glob
 import importlib.util
 import json

@@ -27,7 +27,8 @@ import warnings
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-DEFAULT_CONFIG = osp.join(ROOT, 'configs/demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py')
+DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'demo',
+                          'mask-rcnn_rexnet-1.0x_fpn_shapes.py')
 TARGET_BBOX_MAP = 0.30
 
 

@@ -28,6 +28,7 @@ from mmengine.runner import Runner  # noqa: E402
 from rexnet_det.evaluation.coco import (evaluate_coco,  # noqa: E402
                                         format_metrics, merge_coco_results,
                                         write_results_atomic)
+from rexnet_det.models import check_neck_channels  # noqa: E402
 from rexnet_det.utils.dist import setup_cpu_distributed  # noqa: E402
 
 
@@ -105,6 +106,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
+    # Fail before any work if a neck expects other channels than the taps.
+    check_neck_channels(cfg)
     tmp_dir = None
     if args.out and args.out.endswith('.json'):
         # CocoMetric writes <prefix>.bbox.json (and .segm.json); they are

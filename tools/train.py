@@ -24,6 +24,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from rexnet_det.models import check_neck_channels  # noqa: E402
 from rexnet_det.utils.dist import setup_cpu_distributed  # noqa: E402
 
 
@@ -91,6 +92,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_cfg(args)
+    # Fail before any work if a neck expects other channels than the taps.
+    check_neck_channels(cfg)
     setup_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)

@@ -36,10 +36,9 @@ model = dict(
 # ---- data: the built-in synthetic shapes dataset (COCO format, masks) ----
 # Generate it first: python tools/make_synthetic_coco.py --out data/shapes
 # The paths below are resolved when this file is read, so to move the data
-# override train_dataloader.dataset.data_root, val_dataloader.dataset.data_root,
-# test_dataloader.dataset.data_root, val_evaluator.ann_file and
-# test_evaluator.ann_file (tools/demo.py does it in Python).
-dataset_type = 'CocoDataset'
+# override {train,val,test}_dataloader.dataset.data_root and
+# {val,test}_evaluator.ann_file (tools/demo.py does it in Python).
+dataset_type = 'CheckedCocoDataset'
 data_root = 'data/shapes/'
 metainfo = dict(
     classes=('circle', 'rectangle', 'triangle', 'ellipse'),
@@ -48,14 +47,14 @@ image_size = 128
 backend_args = None
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(

@@ -18,20 +18,20 @@ model = dict(
 # Generate it first: python tools/make_synthetic_coco.py --out data/shapes
 # To move the data override {train,val,test}_dataloader.dataset.data_root
 # and {val,test}_evaluator.ann_file (paths below are resolved on reading).
-dataset_type = 'CocoDataset'
+dataset_type = 'CheckedCocoDataset'
 data_root = 'data/shapes/'
 metainfo = dict(
     classes=('circle', 'rectangle', 'triangle', 'ellipse'),
     palette=[(220, 20, 60), (119, 172, 48), (0, 114, 189), (237, 177, 32)])
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(

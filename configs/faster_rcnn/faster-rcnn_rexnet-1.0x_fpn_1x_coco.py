@@ -28,3 +28,18 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=5e-5),
     paramwise_cfg=dict(norm_decay_mult=0.))
+
+# Reliability (rexnet_det.engine): checkpoints are written atomically (a
+# crash never leaves a torn file behind `last_checkpoint`), and a NaN/inf loss
+# stops training with the iteration number before bad weights are saved.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    dict(type='NonFiniteLossHook')
+]
+
+# CheckedCocoDataset: fails early, naming the file, on missing images, unknown
+# category ids or classes absent from the annotation file.
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))

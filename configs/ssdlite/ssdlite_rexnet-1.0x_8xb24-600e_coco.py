@@ -26,3 +26,18 @@ model = dict(
     # SSDLiteHead = SSDHead that can also predict (mmdet 3.3.0's SSDHead
     # raises AttributeError in validation/test, see rexnet_det/models).
     bbox_head=dict(type='SSDLiteHead', in_channels=head_channels))
+
+# Reliability (rexnet_det.engine): checkpoints are written atomically (a
+# crash never leaves a torn file behind `last_checkpoint`), and a NaN/inf loss
+# stops training with the iteration number before bad weights are saved.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    dict(type='NonFiniteLossHook')
+]
+
+# CheckedCocoDataset: fails early, naming the file, on missing images, unknown
+# category ids or classes absent from the annotation file.
+train_dataloader = dict(dataset=dict(dataset=dict(type='CheckedCocoDataset')))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))

@@ -120,7 +120,8 @@ def _class_color(rng: np.random.Generator, cls: str,
 
 def _polygon_area(poly: np.ndarray) -> float:
     x, y = poly[:, 0], poly[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) -
+                           np.dot(y, np.roll(x, 1))))
 
 
 def draw_image(rng: np.random.Generator,

@@ -84,51 +84,6 @@ def fold_bn_into_conv(conv: nn.Conv2d, bn: _BatchNorm,
     return fused
 
 
-class PointwiseConv2d(nn.Conv2d):
-    """A 1x1, stride-1, ungrouped conv that runs as one matrix product on
-    channels_last inputs.
-
-    An NHWC tensor viewed as ``(N, H, W, C)`` is contiguous, so the conv is
-    ``linear(x, W[:, :, 0, 0], b)`` with no layout copy. (Single-threaded
-    PyTorch sends 1x1 convs with batch < 16 to its NCHW-only "slow" conv,
-    which first copies channels_last inputs back to NCHW.) Other inputs take
-    the ordinary conv path. Parameters and state-dict keys are a
-    ``Conv2d``'s.
-    """
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> 'PointwiseConv2d':
-        new = cls(conv.in_channels, conv.out_channels, 1,
-                  bias=conv.bias is not None, device=conv.weight.device,
-                  dtype=conv.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                new.bias.copy_(conv.bias)
-        return new
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-            y = nn.functional.linear(x.permute(0, 2, 3, 1),
-                                     self.weight.flatten(1), self.bias)
-            return y.permute(0, 3, 1, 2)
-        return super().forward(x)
-
-
-def _is_pointwise(conv: nn.Module) -> bool:
-    return type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and \
-        conv.stride == (1, 1) and conv.groups == 1 and \
-        conv.padding in ((0, 0), 'valid') and conv.dilation == (1, 1)
-
-
-def _use_pointwise(model: nn.Module) -> None:
-    """Swap every plain 1x1 conv for :class:`PointwiseConv2d`."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if _is_pointwise(child):
-                setattr(parent, name, PointwiseConv2d.from_conv(child))
-
-
 def _fuse_conv_module(module: ConvModule, where: str) -> None:
     if not module.with_norm:
         return
@@ -227,7 +182,6 @@ def fuse_model(model: FusableModel,
     assert not left, f'BatchNorm layers left after fusing: {left}'
 
     if channels_last:
-        _use_pointwise(model)
         model.to(memory_format=torch.channels_last)
     model.requires_grad_(False)
     setattr(model, FUSED_ATTR, dict(channels_last=bool(channels_last)))
@@ -294,5 +248,6 @@ def load_fused(checkpoint: Union[str, dict], source: str = 'checkpoint'):
     fuse_model(model.eval(), channels_last=meta['channels_last'])
     model.load_state_dict(checkpoint['state_dict'], strict=True)
     spec = ModelSpec(meta['arch'], meta['width_mult'],
-                     backbone=not meta['classifier'])
+                     backbone=not meta['classifier'],
+                     taps=tuple(meta['out_indices']))
     return model, spec

@@ -46,6 +46,7 @@ class ModelSpec:
     arch: str
     width_mult: float
     backbone: bool
+    taps: Tuple[int, ...] = ALL_TAPS  # backbone taps to build
 
     @property
     def name(self) -> str:
@@ -76,7 +77,7 @@ def build_from_spec(spec: Union[str, ModelSpec]) -> ReXNetModel:
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     if spec.backbone:
         model = ReXNet(width_mult=spec.width_mult, arch=spec.arch,
-                       out_indices=ALL_TAPS)
+                       out_indices=spec.taps)
     else:
         model = ReXNetClassifier(width_mult=spec.width_mult, arch=spec.arch)
     quiet_init_weights(model)
@@ -104,14 +105,17 @@ def infer_spec(state: Dict[str, torch.Tensor], source: str) -> ModelSpec:
             continue
         for width in widths:
             arch_spec = rexnet_arch(width, 1.0, arch)
-            if stem == arch_spec.stem_channels and pen is not None and \
+            if stem == arch_spec.stem_channels and \
                     blocks == [b.out_channels for b in arch_spec.blocks] and \
-                    pen == arch_spec.pen_channels:
-                return ModelSpec(arch, float(width), backbone=not has_head)
+                    pen in (None, arch_spec.pen_channels):
+                # detectors that do not use tap 5 have no penultimate conv
+                taps = ALL_TAPS if pen is not None else ALL_TAPS[:5]
+                return ModelSpec(arch, float(width), backbone=not has_head
+                                 or pen is None, taps=taps)
     raise CheckpointMismatchError(
         f'{source}: not a complete released ReXNet (stem {stem} ch, '
         f'{len(blocks)} blocks, penultimate conv {pen} ch); the tools need '
-        'a classifier or a backbone with the penultimate conv')
+        'all 16 blocks of a released width')
 
 
 def load_model(ckpt_or_spec: Union[str, os.PathLike]

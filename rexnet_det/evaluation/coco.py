@@ -126,8 +126,8 @@ def evaluate_coco(results: Union[str, List[dict]],
         raise ValueError('results must be a JSON list of detections, got '
                          f'{type(results).__name__}')
     _load_json(ann_file, 'annotation')  # clear error before pycocotools
-    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(
-        io.StringIO())
+    quiet = contextlib.nullcontext() if verbose else \
+        contextlib.redirect_stdout(io.StringIO())
     with quiet:
         gt = COCO(ann_file)
     metrics = {}

@@ -73,7 +73,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=5,
                         help='rounds per group (medians are taken over them)')
     parser.add_argument('--calls', type=int, default=0,
-                        help='timed calls per case and round (0: about 0.5 s '
+                        help='timed calls per case and round (0: about 0.3 s '
                         'of work per case and round)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch and onnxruntime threads (0: library '
@@ -129,7 +129,7 @@ def devices(args) -> List[str]:
 def _calls(args, seconds_per_call: float) -> int:
     if args.calls:
         return args.calls
-    return max(1, min(20, round(0.5 / max(seconds_per_call, 1e-3))))
+    return max(1, min(20, round(0.3 / max(seconds_per_call, 1e-3))))
 
 
 def _estimate(fn: Callable[[], Any]) -> float:
@@ -521,9 +521,10 @@ def run_train(args, report: dict) -> None:
                                         model='mask-rcnn-rexnet-1.0x',
                                         variant=f'train with_cp={flag}'))
              for flag, step in ((False, plain), (True, cp))]
+    rounds = min(args.repeats, 3)  # ~20 s per iteration on 1 CPU thread
     print(f'[train] Mask R-CNN batch {args.mask_batch} {args.mask_size}px: '
-          f'2 cases x {args.repeats} rounds x 1 call', flush=True)
-    timings = measure(cases, args.repeats, 1, warmup=0)
+          f'2 cases x {rounds} rounds x 1 call', flush=True)
+    timings = measure(cases, rounds, 1, warmup=0)
     rows += [dict(t.summary(), s_per_iter=t.summary()['p50_ms'] / 1e3)
              for t in timings.values()]
     ratios.append(dict(
@@ -671,36 +672,45 @@ def run_memory(args, report: dict) -> None:
 # --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
-def _goal(name, value, limit, better, where, noise=None):
+def _goal(name: str, ratio: dict, limit: float, better: str, where: str,
+          clock: str) -> dict:
+    """A goal judged on `clock`'s median; the other clock is kept too."""
+    value = ratio[clock]['median']
     met = value >= limit if better == 'higher' else value <= limit
-    return dict(name=name, value=value, limit=limit, better=better,
-                met=bool(met), where=where, noise=noise)
+    return dict(name=name, value=value, clock=clock, limit=limit,
+                better=better, met=bool(met), where=where,
+                noise=[ratio[clock]['min'], ratio[clock]['max']],
+                wall=ratio['wall']['median'], cpu=ratio['cpu']['median'])
 
 
 def evaluate_goals(report: dict) -> List[dict]:
+    """Goals of issue #5. With one thread the process CPU time is the time
+    the computation took without the waits for a CPU that other jobs on a
+    shared machine cause, so it is the judged clock; with more threads
+    (where idle worker threads spin) wall time is."""
+    clock = 'cpu' if report['meta']['threads'] == 1 else 'wall'
     goals = []
     for r in report.get('backbone', {}).get('ratios', []):
         where = f'{r["device"]} {r["size"]}px batch {r["batch"]}'
-        noise = [r['wall']['min'], r['wall']['max']]
         if r['name'] == 'fused_speedup':
-            goals.append(_goal('fused_speedup', r['wall']['median'],
-                               GOALS['fused_speedup'], 'higher', where,
-                               noise))
+            goals.append(_goal('fused_speedup', r, GOALS['fused_speedup'],
+                               'higher', where, clock))
         elif r['name'] == 'per_flop_eval':
-            goals.append(_goal('per_flop_eval', r['wall']['median'],
-                               GOALS['per_flop'], 'lower', where, noise))
+            goals.append(_goal('per_flop_eval', r, GOALS['per_flop'],
+                               'lower', where, clock))
     for r in report.get('train', {}).get('ratios', []):
         if r['name'] == 'ssdlite_train_ratio':
-            goals.append(_goal(
-                'ssdlite_train_ratio', r['wall']['median'],
-                GOALS['train_ratio'], 'lower',
-                f'cpu {r["size"]}px batch {r["batch"]}',
-                [r['wall']['min'], r['wall']['max']]))
+            goals.append(_goal('ssdlite_train_ratio', r,
+                               GOALS['train_ratio'], 'lower',
+                               f'cpu {r["size"]}px batch {r["batch"]}',
+                               clock))
     if 'memory' in report:
-        goals.append(_goal('cp_memory_saving',
-                           report['memory']['peak_saving'],
-                           GOALS['cp_memory_saving'], 'higher',
-                           'Mask R-CNN training step'))
+        saving = report['memory']['peak_saving']
+        goals.append(dict(name='cp_memory_saving', value=saving,
+                          clock='memory', limit=GOALS['cp_memory_saving'],
+                          better='higher',
+                          met=bool(saving >= GOALS['cp_memory_saving']),
+                          where='Mask R-CNN training iteration', noise=None))
     return goals
 
 
@@ -747,12 +757,13 @@ def format_report(report: dict) -> str:
                      f' losses max |diff| {m["losses_max_abs_diff"]:.3g}')
     lines.append('\n== goals ==')
     for g in report['goals']:
-        noise = '' if g['noise'] is None else \
-            f' (rounds {g["noise"][0]:.3f}-{g["noise"][1]:.3f})'
+        extra = '' if g['noise'] is None else \
+            f' (rounds {g["noise"][0]:.3f}-{g["noise"][1]:.3f}; wall ' \
+            f'{g["wall"]:.3f}, cpu {g["cpu"]:.3f})'
         sign = '>=' if g['better'] == 'higher' else '<='
         lines.append(f'{"MET " if g["met"] else "MISS"} {g["name"]:<20} '
-                     f'{g["value"]:.3f} {sign} {g["limit"]:.3f}{noise} '
-                     f'[{g["where"]}]')
+                     f'{g["clock"]:>6} {g["value"]:.3f} {sign} '
+                     f'{g["limit"]:.3f}{extra} [{g["where"]}]')
     return '\n'.join(lines)
 
 

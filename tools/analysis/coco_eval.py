@@ -1,6 +1,7 @@
 """Evaluate a COCO results file against a COCO annotation file.
 
-    python tools/analysis/coco_eval.py RESULTS.json ANN.json [--types bbox segm]
+    python tools/analysis/coco_eval.py RESULTS.json ANN.json \
+        [--types bbox segm]
 
 Prints the 12 standard COCO metrics per IoU type (pycocotools). RESULTS.json
 is what ``tools/test.py --out`` writes, or any COCO results list.

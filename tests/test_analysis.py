@@ -1,0 +1,187 @@
+"""FLOPs tool vs the paper, benchmark smoke run, rank study."""
+import importlib.util
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rexnet_det.analysis.rank import rank_measures, random_layer_study
+from rexnet_det.analysis.timing import Case, measure, paired_ratio
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The paper's / official README's ReXNet classifiers at 224x224:
+# params (M), FLOPs (G multiply-adds).
+PAPER = {1.0: (4.80, 0.40), 1.3: (7.56, 0.66), 1.5: (9.73, 0.88),
+         2.0: (16.37, 1.5)}
+
+
+def load_tool(name):
+    """Import tools/analysis/<name>.py (the tools are scripts)."""
+    path = osp.join(ROOT, 'tools', 'analysis', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'_tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def get_flops():
+    return load_tool('get_flops')
+
+
+@pytest.mark.parametrize('width', sorted(PAPER))
+def test_flops_and_params_agree_with_the_paper(get_flops, width):
+    row = get_flops.measure(f'rexnet-{width}x')
+    params_m, flops_g = PAPER[width]
+    assert row['kind'] == 'classifier' and (row['height'], row['width']) \
+        == (224, 224)
+    assert abs(row['params'] / 1e6 / params_m - 1) < 0.02
+    assert abs(row['macs'] / 1e9 / flops_g - 1) < 0.02
+    assert row['paper_flops_g'] == flops_g
+    # mmengine's total also counts one op per BatchNorm element
+    assert row['flops'] == row['macs'] + row['by_operator']['batch_norm']
+    assert set(row['by_operator']) == {'conv', 'linear', 'batch_norm'}
+
+
+def test_flops_of_backbone_and_detector(get_flops):
+    backbone = get_flops.measure('rexnet-1.0x-backbone', (320, 320))
+    assert backbone['kind'] == 'backbone' and 'paper_flops_g' not in backbone
+    # the exact classifier count minus its 1280 x 1000 fc and bias
+    assert backbone['params'] == 4_796_873 - 1280 * 1000 - 1000
+    # conv MACs grow with the pixel count
+    at_224 = get_flops.measure('rexnet-1.0x-backbone')
+    assert backbone['macs'] / at_224['macs'] == pytest.approx(
+        (320 / 224)**2, rel=0.03)
+    det = get_flops.measure(
+        'configs/ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py', (64, 64))
+    assert det['kind'] == 'detector' and (det['height'], det['width']) == \
+        (64, 64)
+    assert det['parts']['backbone'] == backbone['params']
+    assert det['params'] > backbone['params'] and det['macs'] > 0
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('resnet-50', "unknown model name 'resnet-50'; expected rexnet-<width>x"),
+    ('rexnet-1.0', "unknown model name 'rexnet-1.0'"),
+    ('configs/nope/missing.py', 'config file not found: '
+     'configs/nope/missing.py'),
+    ('mmdet::nope/missing.py', 'config file not found: '
+     'mmdet::nope/missing.py'),
+    ('work_dirs/missing.pth', "checkpoint 'work_dirs/missing.pth' does "
+     'not exist'),
+])
+def test_get_flops_bad_arguments(get_flops, arg, message):
+    with pytest.raises(SystemExit, match=message):
+        get_flops.main([arg])
+
+
+def test_interleaved_timing_and_paired_ratio():
+    calls = []
+    cases = [Case('a', lambda: calls.append('a'), batch=2),
+             Case('b', lambda: calls.append('b'), batch=1)]
+    timings = measure(cases, rounds=3, calls=2, warmup=1)
+    # warm-up, then the order rotates every round
+    assert calls == ['a', 'b'] + ['a'] * 2 + ['b'] * 2 + ['b'] * 2 + \
+        ['a'] * 2 + ['a'] * 2 + ['b'] * 2
+    assert [len(r) for r in timings['a'].wall] == [2, 2, 2]
+    summary = timings['a'].summary()
+    assert summary['batch'] == 2 and summary['calls'] == 6
+    assert summary['images_per_s'] == pytest.approx(2e3 / summary['p50_ms'])
+    ratio = paired_ratio(timings['a'], timings['b'])
+    assert ratio['rounds'] == 3 and ratio['min'] <= ratio['median'] <= \
+        ratio['max']
+    with pytest.raises(ValueError, match='unique'):
+        measure([cases[0], cases[0]], 1, 1)
+
+
+def test_benchmark_quick_writes_json(tmp_path):
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark.py'),
+         '--quick', '--json', str(out)], capture_output=True, text=True,
+        cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '== goals ==' in proc.stdout
+    report = json.loads(out.read_text())
+    assert set(report) == {'meta', 'backbone', 'detector', 'train', 'memory',
+                           'goals'}
+    assert report['meta']['quick'] is True and report['meta']['threads'] == 1
+    rows = report['backbone']['rows']
+    names = {r['name'] for r in rows}
+    assert names == {'rexnet-1.0x eval', 'rexnet-1.0x fused',
+                     'rexnet-1.0x fused-nchw', 'mobilenetv2 eval',
+                     'mobilenetv2 fused', 'rexnet-1.0x onnxruntime',
+                     'mobilenetv2 onnxruntime'}
+    for r in rows:
+        assert {'images_per_s', 'p50_ms', 'p90_ms', 'cpu_p50_ms', 'batch',
+                'size', 'device', 'gmacs_per_image'} <= set(r)
+        assert r['images_per_s'] > 0 and r['p90_ms'] >= r['p50_ms']
+    ratios = {r['name'] for r in report['backbone']['ratios']}
+    assert ratios == {'fused_speedup', 'per_flop_eval', 'per_flop_fused',
+                      'per_flop_onnxruntime'}
+    detector = {r['name'] for r in report['detector']['rows']}
+    assert {'ssdlite-rexnet-1.0x eval', 'ssdlite-mobilenetv2 eval',
+            'ssdlite-rexnet-1.0x fused', 'mask-rcnn-rexnet-1.0x eval'} <= \
+        detector
+    train = {r['name']: r for r in report['train']['rows']}
+    assert train['ssdlite-rexnet-1.0x']['s_per_iter'] > 0
+    assert 'mask-rcnn-rexnet-1.0x with_cp=True' in train
+    assert report['train']['mask_rcnn_losses']['max_abs_diff'] == 0
+    memory = report['memory']
+    assert set(memory['summary']) == {'with_cp=False', 'with_cp=True'}
+    assert memory['losses_max_abs_diff'] == 0
+    assert {g['name'] for g in report['goals']} == {
+        'fused_speedup', 'per_flop_eval', 'ssdlite_train_ratio',
+        'cp_memory_saving'}
+
+
+def test_benchmark_rejects_bad_arguments():
+    proc = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark.py'),
+         '--only', 'gpu'], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "argument --only: invalid choice: 'gpu'" in proc.stderr
+
+
+def test_rank_measures_on_known_matrices():
+    eye = torch.eye(6)
+    # removing each row's mean takes one dimension away from the identity
+    assert rank_measures(eye) == dict(strict=1.0, significant=1.0,
+                                      effective=pytest.approx(1.0),
+                                      significant_centered=5 / 6)
+    low = torch.randn(8, 3, dtype=torch.float64) @ torch.randn(
+        3, 40, dtype=torch.float64)
+    measures = rank_measures(low)
+    assert measures['strict'] == 3 / 8
+    assert measures['effective'] <= 3 / 8 + 1e-9
+    with pytest.raises(ValueError, match="unknown activations \\['gelu'\\]"):
+        random_layer_study([1.0], activations=['gelu'])
+
+
+def test_rank_study_quick_plot_table_and_ordering(tmp_path):
+    tool = load_tool('rank_study')
+    png = tmp_path / 'rank.png'
+    result = tool.main(['--quick', '--out', str(png), '--json',
+                        str(tmp_path / 'rank.json')])
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    table = (tmp_path / 'rank.md').read_text()
+    assert '| d_out/d_in | linear | relu | relu6 | silu |' in table
+    assert '| blocks.15 | 185 | 32 | 6 |' in table
+    study = result['study']
+    ratios = study['ratios']
+    small = [i for i, r in enumerate(ratios) if 1 <= r <= 2]
+    assert small
+    sig = study['mean']
+    # the paper's finding: SiLU keeps a higher rank than ReLU6
+    for i in small:
+        assert sig['silu']['significant'][i] > sig['relu6']['significant'][i]
+    # expanding a linear layer loses rank exactly as 1 / ratio
+    for i, r in enumerate(ratios):
+        assert sig['linear']['strict'][i] == pytest.approx(min(1, 1 / r),
+                                                           abs=0.02)
+    assert len(result['blocks']['rows']) == 18  # stem, 16 blocks, pen
+    assert json.loads((tmp_path / 'rank.json').read_text())['png'] == \
+        str(png)
