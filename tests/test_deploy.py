@@ -74,13 +74,15 @@ def test_fused_outputs_match_unfused(arch, kind, channels_last):
         if (arch, kind, i) == ('lite', 'backbone', 5):
             # ReLU6 clamps the lite penultimate conv at 6 while its
             # pre-activations reach ~55 with these weights, so float32
-            # rounding alone moves this tap by more than 1e-5 relative:
-            # the *unfused* model run in NHWC instead of NCHW differs by
-            # that much (asserted, so this exception cannot outlive its
-            # reason). The fused model is held to the parity suite's 1e-4.
-            nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
-            floor = relative_error(run(nhwc, X)[5], e)
-            assert floor > FUSE_TOLERANCE
+            # rounding (which depends on kernel choice and thread count)
+            # can move this tap by more than 1e-5 relative. The folding
+            # itself is checked in float64, where rounding is negligible,
+            # and the float32 fused model is held to the parity suite's 1e-4.
+            m64 = copy.deepcopy(model).double()
+            f64 = copy.deepcopy(m64).fuse(channels_last=channels_last)
+            x64 = X.double()
+            assert relative_error(run(f64, x64)[5],
+                                  run(m64, x64)[5]) < FUSE_TOLERANCE
             assert relative_error(a, e) < ONNX_TOLERANCE
         else:
             assert relative_error(a, e) < FUSE_TOLERANCE, (arch, kind, i)
@@ -151,6 +153,16 @@ def test_fuse_rejects_unfoldable_norms():
     model = ReXNet(norm_cfg=dict(type='GN', num_groups=8)).eval()
     with pytest.raises(TypeError, match='GroupNorm at stem'):
         model.fuse()
+    # one unfoldable norm deep inside: nothing is changed before the error
+    model = build('v1', 'backbone')
+    before = run(model, X)
+    model.blocks[3].se.bn = nn.GroupNorm(1, 19).eval()
+    expected = run(model, X)
+    with pytest.raises(TypeError, match='GroupNorm at blocks.3.se.fc1'):
+        model.fuse()
+    assert not is_fused(model) and model.stem.conv.bias is None
+    assert all(torch.equal(a, e) for a, e in zip(run(model, X), expected))
+    assert not all(torch.equal(a, b) for a, b in zip(expected, before))
     with pytest.raises(TypeError, match='ReXNet or ReXNetClassifier'):
         fuse_model(nn.Conv2d(3, 3, 1).eval())
 

@@ -9,14 +9,15 @@ convs), for the SE module's ``fc1`` + BN and for ReXNet-lite's classifier
 unchanged: the partial residual stays a ``torch.cat`` (the official code's
 in-place ``out[:, :c] += x`` would write into a tensor autograd, tracing or
 an earlier tap may still hold). With ``channels_last`` the weights are
-stored NHWC and a forward pre-hook converts the input, so oneDNN runs every
-conv without layout reorders; outputs have the same values (and shape) but
-NHWC strides.
+stored NHWC and a forward pre-hook converts the input, so oneDNN convs run
+without NCHW <-> blocked reorders (single-threaded PyTorch still sends 1x1
+convs with batch < 16 to its NCHW conv); outputs have the same values (and
+shape) but NHWC strides.
 
 A fused model is inference only: it has no BatchNorm left to train, its
 parameters do not require grad and its forward raises in training mode.
 """
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,23 @@ from ..models.rexnet import ReXNet
 FUSED_ATTR = '_rexnet_det_fused'
 
 FusableModel = Union[ReXNet, ReXNetClassifier]
+
+
+def check_foldable(conv: nn.Module, bn: nn.Module, where: str) -> None:
+    """Raise unless `bn` (after `conv`) can be folded into `conv`."""
+    if not isinstance(bn, _BatchNorm):
+        raise TypeError(f'cannot fold {type(bn).__name__} at {where} into '
+                        'its conv: only BatchNorm folds (GroupNorm and '
+                        'LayerNorm depend on the input)')
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f'cannot fold {type(bn).__name__} at {where}: it '
+                         'has no running statistics '
+                         '(track_running_stats=False)')
+    if not isinstance(conv, nn.Conv2d) or \
+            bn.num_features != conv.out_channels:
+        raise ValueError(f'{where}: {type(bn).__name__}({bn.num_features}) '
+                         f'does not follow a Conv2d with as many outputs '
+                         f'(got {conv})')
 
 
 def fold_bn_into_conv(conv: nn.Conv2d, bn: _BatchNorm,
@@ -51,17 +69,7 @@ def fold_bn_into_conv(conv: nn.Conv2d, bn: _BatchNorm,
             batch statistics even in eval mode, which cannot be folded) or
             does not match the conv's output channels.
     """
-    if not isinstance(bn, _BatchNorm):
-        raise TypeError(f'cannot fold {type(bn).__name__} at {where} into '
-                        'its conv: only BatchNorm folds (GroupNorm and '
-                        'LayerNorm depend on the input)')
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError(f'cannot fold {type(bn).__name__} at {where}: it '
-                         'has no running statistics '
-                         '(track_running_stats=False)')
-    if bn.num_features != conv.out_channels:
-        raise ValueError(f'{where}: BatchNorm has {bn.num_features} '
-                         f'channels, conv outputs {conv.out_channels}')
+    check_foldable(conv, bn, where)
     weight = conv.weight.detach().double()
     var = bn.running_var.detach().double()
     mean = bn.running_mean.detach().double()
@@ -84,33 +92,28 @@ def fold_bn_into_conv(conv: nn.Conv2d, bn: _BatchNorm,
     return fused
 
 
-def _fuse_conv_module(module: ConvModule, where: str) -> None:
-    if not module.with_norm:
-        return
-    if tuple(module.order[:2]) != ('conv', 'norm'):
-        raise ValueError(f'{where}: cannot fold a norm that does not follow '
-                         f'the conv (order {module.order})')
-    module.conv = fold_bn_into_conv(module.conv, module.norm, where)
-    setattr(module, module.norm_name, nn.Identity())
-    module.with_norm = False
-
-
-def _fuse_se(module: SEModule, where: str) -> None:
-    norm = getattr(module, module.norm_name)
-    if isinstance(norm, nn.Identity):
-        return
-    module.fc1 = fold_bn_into_conv(module.fc1, norm, f'{where}.fc1')
-    setattr(module, module.norm_name, nn.Identity())
-
-
-def _fuse_sequential_pair(seq: nn.Sequential, conv_name: str, bn_name: str,
-                          where: str) -> None:
-    bn = getattr(seq, bn_name)
-    if isinstance(bn, nn.Identity):
-        return
-    setattr(seq, conv_name, fold_bn_into_conv(getattr(seq, conv_name), bn,
-                                              f'{where}.{conv_name}'))
-    setattr(seq, bn_name, nn.Identity())
+def _fold_pairs(model: nn.Module) -> List[Tuple[nn.Module, str, str, str]]:
+    """Every (parent, conv attribute, norm attribute, name) to fold, each
+    checked before anything is changed."""
+    pairs = []
+    for name, module in model.named_modules():
+        where = name or type(model).__name__
+        if isinstance(module, ConvModule) and module.with_norm:
+            if tuple(module.order[:2]) != ('conv', 'norm'):
+                raise ValueError(f'{where}: cannot fold a norm that does not '
+                                 f'follow the conv (order {module.order})')
+            pairs.append((module, 'conv', module.norm_name, where))
+        elif isinstance(module, SEModule) and not isinstance(
+                getattr(module, module.norm_name), nn.Identity):
+            pairs.append((module, 'fc1', module.norm_name, f'{where}.fc1'))
+    if isinstance(model, ReXNetClassifier) and \
+            model.head.pre_logits is not None and \
+            not isinstance(model.head.pre_logits.bn, nn.Identity):
+        pairs.append((model.head.pre_logits, 'conv', 'bn',
+                      'head.pre_logits.conv'))
+    for parent, conv, norm, where in pairs:
+        check_foldable(getattr(parent, conv), getattr(parent, norm), where)
+    return pairs
 
 
 def _inference_pre_hook(module: nn.Module,
@@ -168,16 +171,14 @@ def fuse_model(model: FusableModel,
             f'{type(model).__name__}.fuse() needs eval mode: BatchNorm folds '
             'into the convs with its running statistics, so the fused model '
             'cannot train. Call model.eval() first')
-    for name, module in list(model.named_modules()):
-        where = name or type(model).__name__
-        if isinstance(module, ConvModule):
-            _fuse_conv_module(module, where)
-        elif isinstance(module, SEModule):
-            _fuse_se(module, where)
-    if isinstance(model, ReXNetClassifier) and \
-            model.head.pre_logits is not None:
-        _fuse_sequential_pair(model.head.pre_logits, 'conv', 'bn',
-                              'head.pre_logits')
+    # Check every pair first, so that an unfoldable norm leaves the model
+    # untouched.
+    for parent, conv, norm, where in _fold_pairs(model):
+        setattr(parent, conv, fold_bn_into_conv(getattr(parent, conv),
+                                                getattr(parent, norm), where))
+        setattr(parent, norm, nn.Identity())
+        if isinstance(parent, ConvModule):
+            parent.with_norm = False  # skip the Identity in its forward
     left = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
     assert not left, f'BatchNorm layers left after fusing: {left}'
 
