@@ -29,6 +29,7 @@ from rexnet_det.evaluation.coco import (evaluate_coco,  # noqa: E402
                                         format_metrics, merge_coco_results,
                                         write_results_atomic)
 from rexnet_det.models import check_neck_channels  # noqa: E402
+from rexnet_det.utils.cli import load_tool_config  # noqa: E402
 from rexnet_det.utils.dist import setup_cpu_distributed  # noqa: E402
 
 
@@ -72,22 +73,14 @@ def _coco_metric_cfg(cfg: Config) -> ConfigDict:
 
 def build_cfg(args: argparse.Namespace) -> Config:
     """Load the config and apply the command-line settings."""
-    for path, what in ((args.config, 'config'),
-                       (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} file not found: {path}')
     if args.out and not args.out.endswith(('.json', '.pkl', '.pickle')):
         raise ValueError(f'--out must end with .json, .pkl or .pickle, got '
                          f'{args.out!r}')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
+                           args.work_dir)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(
+            f'checkpoint file not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         vis = cfg.default_hooks.get('visualization')

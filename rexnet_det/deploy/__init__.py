@@ -1,4 +1,5 @@
 """Deployment helpers: fused inference form, model names, checkpoints."""
+from .compare import max_relative_error
 from .fuse import (fold_bn_into_conv, fuse_model, fused_checkpoint,
                    is_fused, load_fused)
 from .models import (ModelSpec, build_from_spec, infer_spec, load_model,
@@ -7,5 +8,5 @@ from .models import (ModelSpec, build_from_spec, infer_spec, load_model,
 __all__ = [
     'fold_bn_into_conv', 'fuse_model', 'fused_checkpoint', 'is_fused',
     'load_fused', 'ModelSpec', 'build_from_spec', 'infer_spec', 'load_model',
-    'parse_spec'
+    'parse_spec', 'max_relative_error'
 ]

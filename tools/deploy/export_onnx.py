@@ -16,6 +16,7 @@ Example::
 """
 import argparse
 import copy
+import os
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -26,7 +27,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 import torch  # noqa: E402
 
 from rexnet_det.checkpoint import CheckpointError  # noqa: E402
-from rexnet_det.deploy import load_model  # noqa: E402
+from rexnet_det.deploy import (load_model,  # noqa: E402
+                               max_relative_error)
 from rexnet_det.deploy.onnx import (DEFAULT_OPSET, OrtRunner,  # noqa: E402
                                     export_onnx)
 
@@ -67,20 +69,11 @@ def as_backbone(model):
     return backbone.eval()
 
 
-def check(model, path: str, shape) -> float:
-    """Relative error of onnxruntime vs PyTorch at another batch and size."""
-    h, w = shape
-    x = torch.randn(2, 3, h + 32, w - 32 if w > 64 else w + 32,
-                    generator=torch.Generator().manual_seed(0))
+def check(model, path: str, x: torch.Tensor) -> float:
+    """Relative error of onnxruntime vs PyTorch on input `x`."""
     with torch.no_grad():
         expected = model(x)
-    expected = expected if isinstance(expected, tuple) else (expected, )
-    actual = OrtRunner(path)(x)
-    if len(actual) != len(expected):
-        raise RuntimeError(f'onnxruntime returned {len(actual)} outputs, '
-                           f'PyTorch {len(expected)}')
-    return max(float((a - e).abs().max() / e.abs().max().clamp_min(1e-12))
-               for a, e in zip(actual, expected))
+    return max_relative_error(OrtRunner(path)(x), expected)
 
 
 def main(argv: Optional[List[str]] = None) -> float:
@@ -98,27 +91,20 @@ def main(argv: Optional[List[str]] = None) -> float:
     tmp = f'{args.out}.unchecked.onnx'
     export_onnx(model, tmp, input_shape=(1, 3, *args.shape),
                 opset=args.opset, dynamic=not args.static)
-    error = check(model, tmp, args.shape) if not args.static else \
-        _check_static(model, tmp, args.shape)
+    # Dynamic exports are checked at another batch and size than traced.
+    h, w = args.shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, h, w, generator=gen) if args.static else \
+        torch.randn(2, 3, h + 32, w - 32 if w > 64 else w + 32, generator=gen)
+    error = check(model, tmp, x)
     if error > TOLERANCE:
         sys.exit(f'error: onnxruntime differs from PyTorch by {error:.2e} '
                  f'(relative) > {TOLERANCE:g}; kept {tmp} for inspection')
-    import os
     os.replace(tmp, args.out)
     print(f'{spec.name} from {source} -> {args.out} (opset {args.opset}, '
           f'{"static" if args.static else "dynamic batch/height/width"}); '
           f'onnxruntime vs PyTorch max relative error {error:.2e}')
     return error
-
-
-def _check_static(model, path: str, shape) -> float:
-    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = model(x)
-    expected = expected if isinstance(expected, tuple) else (expected, )
-    actual = OrtRunner(path)(x)
-    return max(float((a - e).abs().max() / e.abs().max().clamp_min(1e-12))
-               for a, e in zip(actual, expected))
 
 
 if __name__ == '__main__':

@@ -23,7 +23,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 import torch  # noqa: E402
 
 from rexnet_det.checkpoint import CheckpointError  # noqa: E402
-from rexnet_det.deploy import fused_checkpoint, load_model  # noqa: E402
+from rexnet_det.deploy import (fused_checkpoint, load_model,  # noqa: E402
+                               max_relative_error)
 
 TOLERANCE = 1e-4  # relative error that makes the tool refuse to write
 
@@ -43,14 +44,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def relative_error(actual, expected) -> float:
-    """max |a - b| / max |b| over all outputs."""
-    pairs = zip(actual, expected) if isinstance(expected, tuple) else \
-        [(actual, expected)]
-    return max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
-               for a, b in pairs)
-
-
 def main(argv: Optional[List[str]] = None) -> float:
     args = parse_args(argv)
     if osp.exists(args.out) and not args.force:
@@ -64,7 +57,7 @@ def main(argv: Optional[List[str]] = None) -> float:
     x = torch.randn(2, 3, *args.shape, generator=torch.Generator()
                     .manual_seed(0))
     with torch.no_grad():
-        error = relative_error(fused(x), model(x))
+        error = max_relative_error(fused(x), model(x))
     if error > TOLERANCE:
         sys.exit(f'error: fused outputs differ from the model by {error:.2e}'
                  f' (relative) > {TOLERANCE:g}; nothing written')
