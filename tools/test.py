@@ -78,7 +78,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
                          f'{args.out!r}')
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
                            args.work_dir)
-    if not osp.isfile(args.checkpoint):
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(
             f'checkpoint file not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint

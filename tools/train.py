@@ -72,7 +72,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
+        if '://' not in args.resume and not osp.isfile(args.resume):
             raise FileNotFoundError(
                 f'--resume checkpoint not found: {args.resume}')
         cfg.resume = True

@@ -4,9 +4,9 @@
 # see ../mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_coco.py.
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_detection.py',
+    '../_base_/datasets/coco_detection.py',
     'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py'
+    '../_base_/default_runtime.py'
 ]
 
 custom_imports = dict(imports=['rexnet_det'], allow_failed_imports=False)
@@ -29,18 +29,3 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-5),
     paramwise_cfg=dict(norm_decay_mult=0.))
-
-# Reliability (rexnet_det.engine): checkpoints are written atomically (a
-# crash never leaves a torn file behind `last_checkpoint`), and a NaN/inf loss
-# stops training with the iteration number before bad weights are saved.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
-custom_hooks = [
-    dict(type='NumClassCheckHook'),
-    dict(type='NonFiniteLossHook')
-]
-
-# CheckedCocoDataset: fails early, naming the file, on missing images, unknown
-# category ids or classes absent from the annotation file.
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
-val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
-test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))

@@ -9,7 +9,8 @@ pretrained = 'checkpoints/rexnetv1_1.0.pth'
 
 model = dict(
     backbone=dict(
-        # BN eps of the ImageNet checkpoint (PyTorch default 1e-5).
-        norm_cfg=dict(type='BN', momentum=0.03),
+        # BN eps of the ImageNet checkpoint (PyTorch default 1e-5);
+        # _delete_ drops the scratch config's eps=1e-3.
+        norm_cfg=dict(_delete_=True, type='BN', momentum=0.03),
         init_cfg=dict(_delete_=True, type='Pretrained',
                       checkpoint=pretrained)))

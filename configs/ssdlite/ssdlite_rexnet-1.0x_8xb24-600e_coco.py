@@ -4,7 +4,10 @@
 # The feature pyramid starts from ReXNet tap 3 (stride 16) and tap 5 (the
 # 1280*w penultimate conv, stride 32); SSDNeck adds four stride-2 depthwise
 # extra layers; the head uses depthwise convs.
-_base_ = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
+_base_ = [
+    'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py',
+    '../_base_/reliability.py'
+]
 
 custom_imports = dict(imports=['rexnet_det'], allow_failed_imports=False)
 
@@ -27,17 +30,10 @@ model = dict(
     # raises AttributeError in validation/test, see rexnet_det/models).
     bbox_head=dict(type='SSDLiteHead', in_channels=head_channels))
 
-# Reliability (rexnet_det.engine): checkpoints are written atomically (a
-# crash never leaves a torn file behind `last_checkpoint`), and a NaN/inf loss
-# stops training with the iteration number before bad weights are saved.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
-custom_hooks = [
-    dict(type='NumClassCheckHook'),
-    dict(type='NonFiniteLossHook')
-]
-
-# CheckedCocoDataset: fails early, naming the file, on missing images, unknown
-# category ids or classes absent from the annotation file.
+# rexnet_det's reliability settings (../_base_/reliability.py); mmdet's
+# SSDLite config already defines these keys, so they are set here.
+default_hooks = dict(checkpoint={{_base_.rexnet_checkpoint_hook}})
+custom_hooks = {{_base_.rexnet_custom_hooks}}
 train_dataloader = dict(dataset=dict(dataset=dict(type='CheckedCocoDataset')))
 val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
-test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader

@@ -1,51 +1,24 @@
 """Build detectors from configs and synthetic batches for the analysis
 tools (no dataset, no checkpoint download needed)."""
 import copy
-import os.path as osp
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.utils import get_installed_path
 
-from ..deploy.models import quiet_init_weights
+from ..checkpoint import quiet_init_weights
+from ..utils.configs import resolve_config
 
 # mmdet's own baselines the benchmark measures against.
 MBV2_SSDLITE = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
-REXNET_SSDLITE = 'configs/ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py'
-REXNET_MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_coco.py'
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def resolve_config(path: str) -> str:
-    """Turn ``mmdet::dir/file.py`` or a repository-relative path into a
-    file path.
-
-    Raises:
-        FileNotFoundError: No such config (the message names the path).
-    """
-    if '::' in path:
-        package, rel = path.split('::', 1)
-        try:
-            root = get_installed_path(package)
-        except Exception:  # the package is not installed
-            raise FileNotFoundError(f'config {path!r}: package {package!r} '
-                                    'is not installed') from None
-        candidate = osp.join(root, '.mim', 'configs', rel)
-    elif osp.isfile(path) or osp.isabs(path):
-        candidate = path
-    else:
-        candidate = osp.join(REPO_ROOT, path)
-    if not osp.isfile(candidate):
-        raise FileNotFoundError(f'config file not found: {path}')
-    return candidate
+REXNET_SSDLITE = 'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py'
+REXNET_MASK_RCNN = 'rexnet_det::mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_coco.py'
 
 
 def load_config(path: str) -> Config:
     """Load a detector config (``mmdet::`` and repository paths work)."""
-    import rexnet_det  # noqa: F401  registers models and `rexnet_det::`
     return Config.fromfile(resolve_config(path))
 
 

@@ -1,12 +1,34 @@
+"""Floor 2: reading checkpoints safely and strictly.
+
+* :mod:`.allowlist` / :mod:`.safe_load`: what a file may contain, and the
+  one ``torch.load`` call;
+* :mod:`.schemes`: :func:`load_checkpoint_file`, for every mmengine scheme;
+* :mod:`.formats`: the clovaai / timm / rexnet_det layouts;
+* :mod:`.loader`: :func:`load_pretrained`, strict and layout-aware;
+* :mod:`.init`: the ``ReXNetPretrained`` initializer behind ``init_cfg``;
+* :mod:`.coverage`: :func:`check_coverage` for whole detectors;
+* :mod:`.fused` / :mod:`.builder`: fused files, models from names.
+"""
+from ..utils.errors import (CheckpointError, CheckpointMismatchError,
+                            UnsafeCheckpointError)
+from .allowlist import trust_globals, trusted_globals
+from .builder import (ModelSpec, build_model, infer_spec, load_model,
+                      parse_name, quiet_init_weights)
+from .coverage import check_coverage
 from .formats import (FORMATS, CheckpointFormatError, convert_state_dict,
                       detect_format, to_rexnet_det)
-from .loader import CheckpointMismatchError, load_pretrained, unwrap_state_dict
-from .safe_load import (CheckpointError, UnsafeCheckpointError,
-                        install_mmengine_loader, safe_globals, safe_torch_load)
+from .fused import fused_checkpoint, load_fused
+from .init import StrictPretrainedInit
+from .loader import load_pretrained, unwrap_state_dict
+from .safe_load import safe_torch_load
+from .schemes import hub_cache_dir, load_checkpoint_file
 
 __all__ = [
-    'FORMATS', 'CheckpointError', 'CheckpointFormatError',
-    'CheckpointMismatchError', 'UnsafeCheckpointError', 'convert_state_dict',
-    'detect_format', 'install_mmengine_loader', 'load_pretrained',
-    'safe_globals', 'safe_torch_load', 'to_rexnet_det', 'unwrap_state_dict'
+    'CheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError',
+    'UnsafeCheckpointError', 'FORMATS', 'ModelSpec', 'StrictPretrainedInit',
+    'build_model', 'check_coverage', 'convert_state_dict', 'detect_format',
+    'fused_checkpoint', 'hub_cache_dir', 'infer_spec', 'load_checkpoint_file',
+    'load_fused', 'load_model', 'load_pretrained', 'parse_name',
+    'quiet_init_weights', 'safe_torch_load', 'to_rexnet_det',
+    'trust_globals', 'trusted_globals', 'unwrap_state_dict'
 ]

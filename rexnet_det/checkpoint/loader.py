@@ -7,13 +7,11 @@ from typing import Any, Dict, Optional, Union
 import torch
 import torch.nn as nn
 
-from ..models.arch import OFFICIAL_WIDTHS, rexnet_arch
+from ..models import ReXNet, ReXNetClassifier
+from ..models.variants import describe_state
+from ..utils.errors import CheckpointError, CheckpointMismatchError
 from .formats import StateDict, to_rexnet_det
-from .safe_load import CheckpointError, safe_torch_load
-
-
-class CheckpointMismatchError(CheckpointError):
-    """A checkpoint that does not fit the model (keys, shapes or variant)."""
+from .schemes import load_checkpoint_file
 
 
 def unwrap_state_dict(obj: Any, source: str = 'checkpoint') -> StateDict:
@@ -36,37 +34,12 @@ def unwrap_state_dict(obj: Any, source: str = 'checkpoint') -> StateDict:
     return obj
 
 
-def _describe(state: StateDict) -> str:
-    """Name the variant a canonical (rexnet_det) state dict holds."""
-    def out_ch(key):
-        t = state.get(key)
-        return None if t is None else int(t.shape[0])
-
-    stem = out_ch('backbone.stem.conv.weight')
-    block_ids = sorted({int(m[1]) for k in state
-                        if (m := re.match(r'backbone\.blocks\.(\d+)\.', k))})
-    blocks = [out_ch(f'backbone.blocks.{b}.conv_pwl.conv.weight')
-              for b in block_ids]
-    pen = out_ch('backbone.pen.conv.weight')
-    has_se = any('.se.' in k for k in state)
-    for arch, widths in OFFICIAL_WIDTHS.items():
-        if arch == 'lite' and has_se:
-            continue
-        for width in widths:
-            spec = rexnet_arch(width, 1.0, arch)
-            ref = [b.out_channels for b in spec.blocks][:len(blocks)]
-            if stem == spec.stem_channels and blocks == ref and \
-                    pen in (None, spec.pen_channels):
-                return spec.name
-    return (f'an unknown ReXNet (stem {stem} ch, {len(blocks)} blocks ending '
-            f'at {blocks[-1] if blocks else None} ch, pen {pen} ch)')
-
-
 def load_pretrained(model: nn.Module,
                     checkpoint: Union[str, os.PathLike, Dict[str, Any]],
                     strict: bool = True,
                     prefix: Optional[str] = None,
-                    map_location: Any = 'cpu') -> Dict[str, Any]:
+                    map_location: Any = 'cpu',
+                    backend_args: Optional[dict] = None) -> Dict[str, Any]:
     """Load a ReXNet checkpoint of any supported layout into `model`.
 
     The layout is detected (official clovaai file, timm file, this package's
@@ -75,15 +48,19 @@ def load_pretrained(model: nn.Module,
 
     Args:
         model (ReXNet | ReXNetClassifier): The model to fill.
-        checkpoint (str | dict): A path (read with ``weights_only=True``) or
-            an already loaded checkpoint / state dict.
+        checkpoint (str | dict): A path, URL or other mmengine scheme
+            (read by :func:`load_checkpoint_file`: never runs code) or an
+            already loaded checkpoint / state dict.
         strict (bool): Raise on missing, unexpected or mismatched tensors.
             Tensors of layers the model did not build (e.g. the penultimate
             conv when tap 5 is not requested, or the classifier head of a
             backbone) are never an error. Default: True.
         prefix (str, optional): Only use keys under this prefix (stripped),
-            as in mmengine's ``Pretrained`` init. Default: None.
+            as in mmengine's ``Pretrained`` init; ``'backbone'`` and
+            ``'backbone.'`` mean the same. Default: None.
         map_location: Passed to ``torch.load``. Default: ``'cpu'``.
+        backend_args (dict, optional): mmengine file backend to read the
+            file through. Default: None.
 
     Returns:
         dict: ``format`` (detected layout), ``loaded`` (model keys filled),
@@ -95,12 +72,16 @@ def load_pretrained(model: nn.Module,
         CheckpointMismatchError: On any mismatch when ``strict`` (the message
             lists the keys, or names both variants for another width/arch).
     """
-    from ..models import ReXNet, ReXNetClassifier
-    source = os.fspath(checkpoint) if isinstance(
-        checkpoint, (str, os.PathLike)) else 'state dict'
-    obj = safe_torch_load(source, map_location) if isinstance(
-        checkpoint, (str, os.PathLike)) else checkpoint
+    if not isinstance(model, (ReXNet, ReXNetClassifier)):
+        raise TypeError('model must be a ReXNet or ReXNetClassifier, got '
+                        f'{type(model).__name__}')
+    is_path = isinstance(checkpoint, (str, os.PathLike))
+    source = os.fspath(checkpoint) if is_path else 'state dict'
+    obj = load_checkpoint_file(source, map_location, backend_args) \
+        if is_path else checkpoint
     state = unwrap_state_dict(obj, source)
+    if prefix and not prefix.endswith('.'):
+        prefix += '.'
     if prefix:
         state = OrderedDict((k[len(prefix):], v) for k, v in state.items()
                             if k.startswith(prefix))
@@ -111,11 +92,8 @@ def load_pretrained(model: nn.Module,
 
     if isinstance(model, ReXNetClassifier):
         backbone, model_prefix = model.backbone, ''
-    elif isinstance(model, ReXNet):
-        backbone, model_prefix = model, 'backbone.'
     else:
-        raise TypeError('model must be a ReXNet or ReXNetClassifier, got '
-                        f'{type(model).__name__}')
+        backbone, model_prefix = model, 'backbone.'
     target = model.state_dict()
     incoming = OrderedDict((k[len(model_prefix):], v)
                            for k, v in canonical.items()
@@ -147,7 +125,7 @@ def load_pretrained(model: nn.Module,
                   if k in target and v.shape != target[k].shape]
 
     if strict and mismatched:
-        ckpt_name = _describe(canonical)
+        ckpt_name = describe_state(canonical)
         if ckpt_name != backbone.arch_spec.name:
             raise CheckpointMismatchError(
                 f'{source} holds {ckpt_name}, but the model is '

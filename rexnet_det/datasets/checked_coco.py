@@ -9,19 +9,25 @@ undecodable image surfaces as ``AssertionError: failed to load image`` or a
 bare ``FileNotFoundError`` deep in a worker, possibly days into a run.
 
 :class:`CheckedCocoDataset` checks the annotation file and the image files
-when it loads; :class:`CheckedLoadImageFromFile` names the file and the
-problem when an image cannot be read, or skips it with a warning.
+when it loads and reads its images with :class:`CheckedLoadImageFromFile`
+(a plain ``LoadImageFromFile`` in its pipeline is swapped for it), which
+names the file and the problem when an image cannot be read, or skips it
+with a warning. Files are looked up through the dataset's
+``backend_args``, so S3/petrel data works as in mmdet.
 Images without annotations are valid: they are negatives (or are dropped
 by ``filter_cfg=dict(filter_empty_gt=True)`` as usual).
 """
+import copy
+import json
 import logging
 import math
-import os.path as osp
 from typing import List, Optional
 
+import cv2
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS, TRANSFORMS
+from mmengine import fileio
 from mmengine.logging import print_log
 
 
@@ -50,19 +56,26 @@ class CheckedCocoDataset(CocoDataset):
       (annotations of listed categories outside ``classes`` are still
       skipped, as in mmdet);
     * every ``bbox`` is 4 finite numbers;
-    * with ``check_files``, every image file exists.
+    * with ``check_files``, every image file exists (through
+      ``backend_args``);
+    * the annotation file is valid JSON.
 
     Args:
         check_files (bool): Check that every image file exists (one
-            ``stat`` per image). Default: True.
+            ``exists`` call per image). Default: True.
+        pipeline (list): As for ``CocoDataset``; ``LoadImageFromFile``
+            steps become :class:`CheckedLoadImageFromFile` with the same
+            arguments.
         *args, **kwargs: As for ``CocoDataset``.
     """
 
-    def __init__(self, *args, check_files: bool = True, **kwargs) -> None:
+    def __init__(self, *args, check_files: bool = True, pipeline=(),
+                 **kwargs) -> None:
         self.check_files = check_files
         self._checked_categories = False
         self._bad_anns: List[str] = []
-        super().__init__(*args, **kwargs)
+        pipeline = [_checked_step(step) for step in pipeline]
+        super().__init__(*args, pipeline=pipeline, **kwargs)
 
     def _check_categories(self) -> None:
         cats = self.coco.cats
@@ -109,7 +122,11 @@ class CheckedCocoDataset(CocoDataset):
 
     def load_data_list(self) -> List[dict]:
         """Load and check the annotation file."""
-        data_list = super().load_data_list()
+        try:
+            data_list = super().load_data_list()
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f'annotation file {self.ann_file} is not '
+                               f'valid JSON: {exc}') from None
         if self._bad_anns:
             raise DatasetError(
                 f'{self.ann_file}: {len(self._bad_anns)} invalid '
@@ -119,7 +136,8 @@ class CheckedCocoDataset(CocoDataset):
             raise DatasetError(f'{self.ann_file} contains no images')
         if self.check_files:
             missing = [d['img_path'] for d in data_list
-                       if not osp.isfile(d['img_path'])]
+                       if not fileio.exists(d['img_path'],
+                                            backend_args=self.backend_args)]
             if missing:
                 raise DatasetError(
                     f'{self.ann_file}: {len(missing)} of {len(data_list)} '
@@ -127,6 +145,28 @@ class CheckedCocoDataset(CocoDataset):
                     '): ' + ', '.join(missing[:_LISTED]) +
                     (' ...' if len(missing) > _LISTED else ''))
         return data_list
+
+    def prepare_data(self, idx: int):
+        """Run the pipeline; an OpenCV failure (e.g. a 4x4000 image that a
+        keep-ratio Resize shrinks to 0 px) names the image."""
+        try:
+            return super().prepare_data(idx)
+        except cv2.error as exc:
+            info = self.get_data_info(idx)
+            detail = str(exc).strip().splitlines()[-1][:160]
+            raise ImageLoadError(
+                f'image {info.get("img_path")} ({info.get("width")}x'
+                f'{info.get("height")} px in {self.ann_file}): the pipeline '
+                f'failed in OpenCV ({detail}). An image this small or this '
+                'elongated cannot go through the configured resize; remove '
+                'it from the annotation file or pad it.') from None
+
+
+def _checked_step(step):
+    if isinstance(step, dict) and step.get('type') in (
+            'LoadImageFromFile', 'mmcv.LoadImageFromFile', LoadImageFromFile):
+        step = dict(copy.deepcopy(step), type='CheckedLoadImageFromFile')
+    return step
 
 
 @TRANSFORMS.register_module()

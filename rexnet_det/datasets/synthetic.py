@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..utils.io import atomic_write
+
 CLASSES: Tuple[str, ...] = ('circle', 'rectangle', 'triangle', 'ellipse')
 # Base hue (OpenCV 0-180 scale) per class; each object jitters around it.
 _CLASS_HUE = {'circle': 0, 'rectangle': 60, 'triangle': 105, 'ellipse': 150}
@@ -167,13 +169,6 @@ def draw_image(rng: np.random.Generator,
     return np.clip(np.round(img), 0, 255).astype(np.uint8), objects
 
 
-def _write_json_atomic(obj: dict, path: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def make_split(out_dir: str, split: str, num_images: int,
                spec: SyntheticCocoSpec, seed: int) -> str:
     """Write the images and the COCO annotation file of one split.
@@ -217,7 +212,7 @@ def make_split(out_dir: str, split: str, num_images: int,
         categories=[dict(id=i + 1, name=n, supercategory='shape')
                     for i, n in enumerate(CLASSES)])
     ann_file = osp.join(ann_dir, f'instances_{split}.json')
-    _write_json_atomic(coco, ann_file)
+    atomic_write(json.dumps(coco), ann_file)
     return ann_file
 
 

@@ -1,12 +1,10 @@
-"""Deployment helpers: fused inference form, model names, checkpoints."""
+"""Floor 4: inference forms and their export (ONNX, fused checkpoints)."""
+from ..checkpoint import fused_checkpoint, load_fused, load_model
+from ..models.utils import fuse_model, is_fused
 from .compare import max_relative_error
-from .fuse import (fold_bn_into_conv, fuse_model, fused_checkpoint,
-                   is_fused, load_fused)
-from .models import (ModelSpec, build_from_spec, infer_spec, load_model,
-                     parse_spec)
+from .onnx import OrtRunner, export_onnx, output_names
 
 __all__ = [
-    'fold_bn_into_conv', 'fuse_model', 'fused_checkpoint', 'is_fused',
-    'load_fused', 'ModelSpec', 'build_from_spec', 'infer_spec', 'load_model',
-    'parse_spec', 'max_relative_error'
+    'OrtRunner', 'export_onnx', 'fuse_model', 'fused_checkpoint', 'is_fused',
+    'load_fused', 'load_model', 'max_relative_error', 'output_names'
 ]

@@ -7,7 +7,6 @@ needs only ``onnx`` and handles these models completely (plain convs,
 activations, mean, sigmoid, cat), so it is used here. Batch size, height
 and width are dynamic axes.
 """
-import os
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
@@ -15,12 +14,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..models import ReXNet
+from ..utils.io import atomic_output
+
 DEFAULT_OPSET = 17
 
 
 def output_names(model: nn.Module) -> List[str]:
     """``tap{i}`` for a ReXNet's returned taps, ``logits`` otherwise."""
-    from ..models import ReXNet
     if isinstance(model, ReXNet):
         return [f'tap{i}' for i in model.out_indices]
     return ['logits']
@@ -56,19 +57,17 @@ def export_onnx(model: nn.Module, path: str,
     if dynamic:
         axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
         axes.update({n: {0: 'batch'} for n in names})
-    tmp = f'{path}.tmp'
     x = torch.zeros(*input_shape)
     with warnings.catch_warnings():
         # The input-size checks in ReXNet.forward are Python control flow
         # that the tracer reports; they hold for any traced shape.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         warnings.simplefilter('ignore', DeprecationWarning)
-        with torch.no_grad():
+        with torch.no_grad(), atomic_output(path) as tmp:
             torch.onnx.export(model, (x, ), tmp, dynamo=False,
                               opset_version=opset, input_names=['input'],
                               output_names=names, dynamic_axes=axes,
                               do_constant_folding=True)
-    os.replace(tmp, path)
     return path
 
 

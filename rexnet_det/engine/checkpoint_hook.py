@@ -21,50 +21,17 @@ complete file.
 """
 import os
 import os.path as osp
-import uuid
-from typing import Union
 
+from mmdet.registry import HOOKS
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend, register_backend
 from mmengine.hooks import CheckpointHook
-from mmengine.registry import HOOKS
 
-#: Name under which :class:`AtomicLocalBackend` is registered in mmengine.
+from ..utils.io import atomic_write, is_temporary
+
+#: Name under which :class:`AtomicLocalBackend` is registered in mmengine's
+#: file backends (a new name: mmengine's own backends are left alone).
 ATOMIC_BACKEND = 'rexnet_det_atomic_local'
-_TMP_SUFFIX = '.rexnet_det.tmp'
-
-
-def atomic_write(data: Union[bytes, str], path: str) -> None:
-    """Write `data` to `path` so that `path` is never partly written.
-
-    The bytes go to a temporary file in the same folder, are fsynced, and
-    the file is renamed over `path` (atomic on POSIX and Windows); the folder
-    is fsynced too so the rename survives a power cut.
-    """
-    if isinstance(data, str):
-        data = data.encode('utf-8')
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.'
-                   f'{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}')
-    try:
-        # 0o666 & ~umask, like open(path, 'wb') would give
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    if hasattr(os, 'O_DIRECTORY'):  # POSIX: persist the rename itself
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 @register_backend(ATOMIC_BACKEND)
@@ -103,12 +70,14 @@ class AtomicCheckpointHook(CheckpointHook):
             # temporary files of a run killed while saving
             for folder in {self.out_dir, runner.work_dir}:
                 for name in os.listdir(folder) if osp.isdir(folder) else ():
-                    if name.startswith('.') and name.endswith(_TMP_SUFFIX):
+                    if is_temporary(name):
                         os.remove(osp.join(folder, name))
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
-        # Same bookkeeping as mmengine, but the stale file is deleted only
-        # after the new checkpoint and `last_checkpoint` are in place.
+        # Overrides mmengine 0.10's (private) method of CheckpointHook, whose
+        # bookkeeping it repeats, but the stale file is deleted only after
+        # the new checkpoint and `last_checkpoint` are in place.
+        # tests/test_upstream.py pins the mmengine version this was read in.
         stale = None
         if self.max_keep_ckpts > 0 and not (
                 self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):

@@ -5,10 +5,12 @@ import os.path as osp
 from typing import Any, Dict, Optional
 
 import torch
+from mmdet.registry import HOOKS
 from mmengine.dist import all_reduce, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
+
+from ..utils.io import atomic_output
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -115,6 +117,5 @@ class DumpRankStateHook(Hook):
         path = osp.join(out_dir, f'rank{get_rank()}_state.pth')
         state = {k: v.detach().cpu().clone()
                  for k, v in model.state_dict().items()}
-        tmp = f'{path}.tmp'
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            torch.save(state, tmp)

@@ -15,11 +15,12 @@ most 100 detections per image (Mask R-CNN, Faster R-CNN, RetinaNet).
 import contextlib
 import io
 import json
-import os
 import os.path as osp
 from typing import Dict, List, Sequence, Union
 
 import numpy as np
+
+from ..utils.io import atomic_write
 
 IOU_TYPES = ('bbox', 'segm')
 # Order of COCOeval.stats.
@@ -75,12 +76,7 @@ def merge_coco_results(bbox_results: List[dict],
 
 def write_results_atomic(results: List[dict], path: str) -> None:
     """Write a results list as JSON, replacing ``path`` only when done."""
-    out_dir = osp.dirname(osp.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(results, f)
-    os.replace(tmp, path)
+    atomic_write(json.dumps(results), path)
 
 
 def _results_for(results: List[dict], iou_type: str) -> List[dict]:

@@ -26,9 +26,6 @@ ARCH_CONSTANTS = {
 SE_RATIO = 12  # SE hidden width = expanded channels // 12 (v1 only)
 NUM_TAPS = 6  # strides 2, 4, 8, 16, 32 (blocks) and 32 (penultimate conv)
 
-# Widths with released ImageNet checkpoints (clovaai README).
-OFFICIAL_WIDTHS = {'v1': (1.0, 1.3, 1.5, 2.0, 3.0), 'lite': (1.0, 1.3, 1.5, 2.0)}
-
 
 @dataclass(frozen=True)
 class BlockCfg:
@@ -135,10 +132,12 @@ def rexnet_arch(width_mult: float = 1.0,
     if arch not in ARCH_CONSTANTS:
         raise ValueError(f"arch must be one of {sorted(ARCH_CONSTANTS)}, "
                          f'got {arch!r}')
-    if not isinstance(width_mult, (int, float)) or not width_mult > 0:
-        raise ValueError(f'width_mult must be a number > 0, got {width_mult!r}')
-    if not isinstance(depth_mult, (int, float)) or not depth_mult > 0:
-        raise ValueError(f'depth_mult must be a number > 0, got {depth_mult!r}')
+    for name, value in (('width_mult', width_mult),
+                        ('depth_mult', depth_mult)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0 < value < float('inf'):
+            raise ValueError(f'{name} must be a finite number > 0, got '
+                             f'{value!r}')
     const = ARCH_CONSTANTS[arch]
     divisor = const['divisor']
 

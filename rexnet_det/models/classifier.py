@@ -100,5 +100,5 @@ class ReXNetClassifier(StrictPretrainedMixin, BaseModule):
         Returns:
             ReXNetClassifier: ``self``, fused.
         """
-        from ..deploy.fuse import fuse_model
+        from .utils.fuse import fuse_model
         return fuse_model(self, channels_last=channels_last)

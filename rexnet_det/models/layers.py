@@ -36,9 +36,16 @@ def norm_cfg_for(norm_cfg: ConfigType, channels: int) -> dict:
     largest divisor of `channels` that does not exceed the requested one.
     Other norm types are returned unchanged.
     """
+    if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+        raise ValueError('norm_cfg must be a dict with a "type" (ReXNet needs '
+                         f'a norm layer: BN, SyncBN or GN), got {norm_cfg!r}')
     cfg = copy.deepcopy(dict(norm_cfg))
     if cfg.get('type') == 'GN':
-        groups = int(cfg.get('num_groups', 32))
+        groups = cfg.get('num_groups', 32)
+        if isinstance(groups, bool) or not isinstance(groups, int) or \
+                groups < 1:
+            raise ValueError('GN norm_cfg num_groups must be an int >= 1, '
+                             f'got {groups!r}')
         cfg['num_groups'] = max(g for g in range(1, min(groups, channels) + 1)
                                 if channels % g == 0)
     return cfg

@@ -2,15 +2,40 @@
 
 mmengine's ``PretrainedInit`` loads with ``strict=False`` and would silently
 half-load an official checkpoint whose key names differ from ours. Modules
-using this mixin hand such an ``init_cfg`` to
-:func:`rexnet_det.load_pretrained` instead, which detects the layout,
-converts it and fails loudly on any mismatch.
+using :class:`StrictPretrainedMixin` run every ``Pretrained`` entry of their
+``init_cfg`` (a dict or a list) through the weight initializer registered
+as ``ReXNetPretrained`` in mmdet's ``WEIGHT_INITIALIZERS`` (by
+:mod:`rexnet_det.checkpoint`), which detects the checkpoint's layout,
+converts it and fails loudly on any mismatch. The model floor names that
+initializer through the registry and never imports the checkpoint floor.
 """
-from mmengine.model import BaseModule
+from typing import List
 
-#: Key our mmengine loader adds to a state dict's ``_metadata`` entries so
-#: that load errors can name the file.
+from mmengine.model import BaseModule, PretrainedInit, initialize
+
+from ..utils.errors import CheckpointMismatchError
+from .variants import describe_state
+
+#: Key our loader adds to a state dict's ``_metadata`` entries so that load
+#: errors can name the file.
 SOURCE_KEY = 'rexnet_det_source'
+#: Registry name of the strict initializer (scoped, so it is found whatever
+#: the default scope).
+STRICT_INIT = 'mmdet.ReXNetPretrained'
+_PRETRAINED_TYPES = ('Pretrained', 'ReXNetPretrained', STRICT_INIT,
+                     PretrainedInit)
+
+
+def _init_cfgs(module: BaseModule) -> List[dict]:
+    cfg = module.init_cfg
+    if cfg is None:
+        return []
+    cfgs = [cfg] if isinstance(cfg, dict) else list(cfg)
+    for c in cfgs:
+        if not isinstance(c, dict) or 'type' not in c:
+            raise ValueError(f'{type(module).__name__}: every init_cfg entry '
+                             f'must be a dict with a "type", got {c!r}')
+    return cfgs
 
 
 class StrictPretrainedMixin:
@@ -18,10 +43,9 @@ class StrictPretrainedMixin:
 
     A backbone using it also refuses, before copying anything, a state dict
     whose tensors for it have other shapes (another width or arch), even
-    when it is loaded with ``strict=False`` as mmengine's ``load_from``,
-    ``--resume`` and ``tools/test.py`` do: otherwise the tensors that happen
-    to fit (e.g. the FPN output convs of a detector) would load and the rest
-    would keep their random init.
+    when it is loaded with ``strict=False`` as mmengine's own ``Pretrained``
+    init of a whole detector does: otherwise the tensors that happen to fit
+    would load and the rest would keep their random init.
     """
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
@@ -37,28 +61,40 @@ class StrictPretrainedMixin:
             state_dict[prefix + k].shape != v.shape
         ]
         if mismatched:
-            from ..checkpoint.loader import CheckpointMismatchError, _describe
-            ckpt_name = _describe({
+            held = describe_state({
                 'backbone.' + k[len(prefix):]: v
                 for k, v in state_dict.items() if k.startswith(prefix)
             })
             source = (local_metadata or {}).get(SOURCE_KEY, 'the checkpoint')
             raise CheckpointMismatchError(
                 f'{source} does not fit {type(self).__name__} at '
-                f"'{prefix}' ({self.arch_spec.name}); it holds "
-                f'{ckpt_name}. Nothing was loaded. Shape mismatch '
-                f'({len(mismatched)}): {"; ".join(mismatched[:3])}'
+                f"'{prefix}' ({self.arch_spec.name}); it holds {held}. "
+                f'Nothing was loaded. Shape mismatch ({len(mismatched)}): '
+                f'{"; ".join(mismatched[:3])}'
                 f'{"; ..." if len(mismatched) > 3 else ""}')
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
     def init_weights(self) -> None:
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_pretrained
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            map_location=cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
-        BaseModule.init_weights(self)
+        """Initialise as mmengine does, but load every ``Pretrained`` entry
+        of ``init_cfg`` strictly, after all other initialisation."""
+        cfgs = _init_cfgs(self)
+        pretrained = [c for c in cfgs if c['type'] in _PRETRAINED_TYPES]
+        if not pretrained:
+            return BaseModule.init_weights(self)
+        for cfg in pretrained:
+            if not cfg.get('checkpoint'):
+                raise ValueError(
+                    f'{type(self).__name__}: init_cfg {dict(cfg)!r} has no '
+                    "'checkpoint'; set init_cfg=dict(type='Pretrained', "
+                    "checkpoint='path, URL or open-mmlab://...')")
+        original = self.init_cfg
+        self.init_cfg = [c for c in cfgs if c not in pretrained] or None
+        try:
+            BaseModule.init_weights(self)  # other entries and children
+        finally:
+            self.init_cfg = original
+        for cfg in pretrained:
+            initialize(self, dict(cfg, type=STRICT_INIT))
+        self._is_init = True

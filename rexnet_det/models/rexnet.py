@@ -226,7 +226,7 @@ class ReXNet(StrictPretrainedMixin, BaseModule):
         """Fold every BatchNorm into its conv for inference, in place.
 
         Needs eval mode; the fused model is inference only and calling
-        ``fuse`` again does nothing. See :func:`rexnet_det.deploy.fuse_model`.
+        ``fuse`` again does nothing. See :func:`rexnet_det.models.utils.fuse_model`.
 
         Args:
             channels_last (bool): Also store weights and run NHWC.
@@ -235,7 +235,7 @@ class ReXNet(StrictPretrainedMixin, BaseModule):
         Returns:
             ReXNet: ``self``, fused.
         """
-        from ..deploy.fuse import fuse_model
+        from .utils.fuse import fuse_model
         return fuse_model(self, channels_last=channels_last)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -162,7 +162,7 @@ def build_backbones() -> Dict[str, torch.nn.Module]:
     from mmdet.models.backbones import MobileNetV2
 
     from rexnet_det import ReXNet
-    from rexnet_det.deploy.models import quiet_init_weights
+    from rexnet_det.checkpoint import quiet_init_weights
     torch.manual_seed(0)
     rexnet = ReXNet(width_mult=1.0, out_indices=(5, ))
     mbv2 = MobileNetV2(widen_factor=1.0, out_indices=(7, ))

@@ -74,7 +74,7 @@ def _detector_row(path: str, shape) -> dict:
 
 
 def _model_row(name: str, shape) -> dict:
-    from rexnet_det.deploy import load_model
+    from rexnet_det.checkpoint import load_model
     model, spec, source = load_model(name)
     h, w = shape or (224, 224)
     result = image_complexity(model, h, w)

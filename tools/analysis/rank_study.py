@@ -104,7 +104,7 @@ def model_ranks(args) -> Optional[dict]:
     if args.model.lower() == 'none':
         return None
     from rexnet_det import ReXNet
-    from rexnet_det.deploy import load_model
+    from rexnet_det.checkpoint import load_model
     model, spec, source = load_model(args.model)
     backbone = model if isinstance(model, ReXNet) else model.backbone
     images = load_images(args.images, args.num_images, args.size)

@@ -26,9 +26,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 
 import torch  # noqa: E402
 
-from rexnet_det.checkpoint import CheckpointError  # noqa: E402
-from rexnet_det.deploy import (load_model,  # noqa: E402
-                               max_relative_error)
+from rexnet_det.checkpoint import CheckpointError, load_model  # noqa: E402
+from rexnet_det.deploy import max_relative_error  # noqa: E402
 from rexnet_det.deploy.onnx import (DEFAULT_OPSET, OrtRunner,  # noqa: E402
                                     export_onnx)
 

@@ -12,7 +12,6 @@ Example::
 """
 import argparse
 import copy
-import os
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -22,9 +21,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 
 import torch  # noqa: E402
 
-from rexnet_det.checkpoint import CheckpointError  # noqa: E402
-from rexnet_det.deploy import (fused_checkpoint, load_model,  # noqa: E402
-                               max_relative_error)
+from rexnet_det.checkpoint import (CheckpointError,  # noqa: E402
+                                   fused_checkpoint, load_model)
+from rexnet_det.deploy import max_relative_error  # noqa: E402
+from rexnet_det.models.utils import fuse_model  # noqa: E402
+from rexnet_det.utils.io import atomic_output  # noqa: E402
 
 TOLERANCE = 1e-4  # relative error that makes the tool refuse to write
 
@@ -52,8 +53,8 @@ def main(argv: Optional[List[str]] = None) -> float:
         model, spec, source = load_model(args.model)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         sys.exit(f'error: {exc}')
-    fused = copy.deepcopy(model).fuse(
-        channels_last=not args.no_channels_last)
+    fused = fuse_model(copy.deepcopy(model),
+                       channels_last=not args.no_channels_last)
     x = torch.randn(2, 3, *args.shape, generator=torch.Generator()
                     .manual_seed(0))
     with torch.no_grad():
@@ -63,10 +64,8 @@ def main(argv: Optional[List[str]] = None) -> float:
                  f' (relative) > {TOLERANCE:g}; nothing written')
     payload = fused_checkpoint(fused)
     payload['meta']['source'] = source
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    tmp = f'{args.out}.tmp'
-    torch.save(payload, tmp)
-    os.replace(tmp, args.out)
+    with atomic_output(args.out) as tmp:
+        torch.save(payload, tmp)
     before = sum(p.numel() for p in model.parameters())
     after = sum(p.numel() for p in fused.parameters())
     print(f'{spec.name} from {source}: {before / 1e6:.3f}M -> '

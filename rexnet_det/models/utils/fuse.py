@@ -1,11 +1,14 @@
-"""Inference form of ReXNet: BatchNorm folded into the convs, channels_last.
+"""Inference form: BatchNorm folded into the convs, channels_last.
 
 In eval mode a BatchNorm is a per-channel affine map, so it folds into the
 conv in front of it: ``W' = W * s`` and ``b' = (b - mean) * s + beta`` with
 ``s = gamma / sqrt(var + eps)``. :func:`fuse_model` does that in place for
 every ``ConvModule`` (stem, expansion, depthwise, projection and penultimate
-convs), for the SE module's ``fc1`` + BN and for ReXNet-lite's classifier
-``pre_logits``; the norm layers become ``nn.Identity``. The block forward is
+convs), for the SE module's ``fc1`` + BN and for every ``nn.Sequential`` in
+which a ``Conv2d`` is directly followed by a BatchNorm (ReXNet-lite's
+classifier ``pre_logits``); the norm layers become ``nn.Identity``. The
+function reads only the module structure, so it works on a bare
+:class:`ReXNet`, a classifier or a model built around one. The block forward is
 unchanged: the partial residual stays a ``torch.cat`` (the official code's
 in-place ``out[:, :c] += x`` would write into a tensor autograd, tracing or
 an earlier tap may still hold). With ``channels_last`` the weights are
@@ -17,21 +20,17 @@ shape) but NHWC strides.
 A fused model is inference only: it has no BatchNorm left to train, its
 parameters do not require grad and its forward raises in training mode.
 """
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..models.classifier import ReXNetClassifier
-from ..models.layers import SEModule
-from ..models.rexnet import ReXNet
+from ..layers import SEModule
 
 # Attribute set on a fused model: dict(channels_last=bool).
 FUSED_ATTR = '_rexnet_det_fused'
-
-FusableModel = Union[ReXNet, ReXNetClassifier]
 
 
 def check_foldable(conv: nn.Module, bn: nn.Module, where: str) -> None:
@@ -106,13 +105,21 @@ def _fold_pairs(model: nn.Module) -> List[Tuple[nn.Module, str, str, str]]:
         elif isinstance(module, SEModule) and not isinstance(
                 getattr(module, module.norm_name), nn.Identity):
             pairs.append((module, 'fc1', module.norm_name, f'{where}.fc1'))
-    if isinstance(model, ReXNetClassifier) and \
-            model.head.pre_logits is not None and \
-            not isinstance(model.head.pre_logits.bn, nn.Identity):
-        pairs.append((model.head.pre_logits, 'conv', 'bn',
-                      'head.pre_logits.conv'))
+        elif isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (conv, first), (norm, second) in zip(children, children[1:]):
+                if isinstance(first, nn.Conv2d) and \
+                        isinstance(second, _BatchNorm):
+                    pairs.append((module, conv, norm,
+                                  f'{name}.{conv}' if name else conv))
     for parent, conv, norm, where in pairs:
         check_foldable(getattr(parent, conv), getattr(parent, norm), where)
+    folded = {id(getattr(parent, norm)) for parent, _, norm, _ in pairs}
+    left = [n for n, m in model.named_modules()
+            if isinstance(m, _BatchNorm) and id(m) not in folded]
+    if left:
+        raise TypeError(f'cannot fuse {type(model).__name__}: BatchNorm '
+                        f'layers {left} do not directly follow a conv')
     return pairs
 
 
@@ -136,19 +143,18 @@ def is_fused(model: nn.Module) -> bool:
     return hasattr(model, FUSED_ATTR)
 
 
-def fuse_model(model: FusableModel,
-               channels_last: bool = True) -> FusableModel:
-    """Turn an eval-mode ReXNet or ReXNetClassifier into its fused
-    inference form, in place.
+def fuse_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """Turn an eval-mode ReXNet (or a model made of its parts, such as
+    :class:`ReXNetClassifier`) into its fused inference form, in place.
 
     Outputs equal the unfused eval model's up to float rounding (tested to
     1e-5 relative error). Calling it again on a fused model returns the
     model unchanged. The state dict changes: norm tensors disappear, convs
-    gain a ``bias``; save it with :func:`fused_checkpoint` and rebuild with
-    :func:`rexnet_det.deploy.load_fused`.
+    gain a ``bias``; save it with :func:`rexnet_det.deploy.fused_checkpoint`
+    and rebuild with :func:`rexnet_det.deploy.load_fused`.
 
     Args:
-        model (ReXNet | ReXNetClassifier): The model, in eval mode.
+        model (nn.Module): The model, in eval mode.
         channels_last (bool): Store 4-D weights NHWC and convert the input
             to channels_last in a forward pre-hook (faster with oneDNN on
             CPU). Default: True.
@@ -157,13 +163,11 @@ def fuse_model(model: FusableModel,
         The same model object, fused.
 
     Raises:
-        TypeError: `model` is not a ReXNet or ReXNetClassifier, or a norm
-            layer is not a BatchNorm (e.g. GroupNorm cannot be folded).
+        TypeError: A norm layer is not a BatchNorm (e.g. GroupNorm cannot be
+            folded) or a BatchNorm does not directly follow a conv. The
+            model is left untouched.
         RuntimeError: `model` is in training mode.
     """
-    if not isinstance(model, (ReXNet, ReXNetClassifier)):
-        raise TypeError('fuse_model expects a ReXNet or ReXNetClassifier, '
-                        f'got {type(model).__name__}')
     if is_fused(model):
         return model
     if model.training:
@@ -179,8 +183,6 @@ def fuse_model(model: FusableModel,
         setattr(parent, norm, nn.Identity())
         if isinstance(parent, ConvModule):
             parent.with_norm = False  # skip the Identity in its forward
-    left = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
-    assert not left, f'BatchNorm layers left after fusing: {left}'
 
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -188,67 +190,3 @@ def fuse_model(model: FusableModel,
     setattr(model, FUSED_ATTR, dict(channels_last=bool(channels_last)))
     model.register_forward_pre_hook(_inference_pre_hook)
     return model
-
-
-def fused_checkpoint(model: FusableModel) -> dict:
-    """What ``tools/deploy/fuse.py`` saves: the fused state dict and what
-    :func:`load_fused` needs to rebuild the model.
-
-    Raises:
-        ValueError: `model` is not fused.
-    """
-    if not is_fused(model):
-        raise ValueError('fused_checkpoint expects a fused model; call '
-                         'model.eval().fuse() first')
-    backbone = model.backbone if isinstance(model, ReXNetClassifier) \
-        else model
-    meta = dict(fused=True, arch=backbone.arch,
-                width_mult=float(backbone.width_mult),
-                depth_mult=float(backbone.depth_mult),
-                classifier=isinstance(model, ReXNetClassifier),
-                out_indices=list(backbone.out_indices),
-                channels_last=getattr(model, FUSED_ATTR)['channels_last'])
-    if isinstance(model, ReXNetClassifier):
-        meta['num_classes'] = model.head.fc.out_features
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    return dict(state_dict=state, meta=meta)
-
-
-def load_fused(checkpoint: Union[str, dict], source: str = 'checkpoint'):
-    """Rebuild a fused model saved by :func:`fused_checkpoint`.
-
-    Args:
-        checkpoint (str | dict): Path of the file or its loaded content.
-        source (str): Name used in error messages for a dict.
-
-    Returns:
-        tuple: The fused model (eval mode) and its
-        :class:`~rexnet_det.deploy.models.ModelSpec`.
-
-    Raises:
-        ValueError: The file is not a fused checkpoint.
-    """
-    from ..checkpoint import safe_torch_load
-    from .models import ModelSpec
-    if isinstance(checkpoint, str):
-        source = checkpoint
-        checkpoint = safe_torch_load(checkpoint)
-    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict) or not meta.get('fused'):
-        raise ValueError(f'{source} is not a fused checkpoint (no '
-                         "meta['fused']); make one with tools/deploy/fuse.py")
-    if meta['classifier']:
-        model = ReXNetClassifier(width_mult=meta['width_mult'],
-                                 depth_mult=meta['depth_mult'],
-                                 arch=meta['arch'],
-                                 num_classes=meta['num_classes'])
-    else:
-        model = ReXNet(width_mult=meta['width_mult'],
-                       depth_mult=meta['depth_mult'], arch=meta['arch'],
-                       out_indices=tuple(meta['out_indices']))
-    fuse_model(model.eval(), channels_last=meta['channels_last'])
-    model.load_state_dict(checkpoint['state_dict'], strict=True)
-    spec = ModelSpec(meta['arch'], meta['width_mult'],
-                     backbone=not meta['classifier'],
-                     taps=tuple(meta['out_indices']))
-    return model, spec

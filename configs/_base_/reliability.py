@@ -1,0 +1,20 @@
+# Reliability settings shared by every rexnet_det config (one place).
+# mmengine forbids sibling bases to define the same top-level key, so this
+# file only defines names no mmdet base uses; the configs that inherit it
+# pick the values up with {{_base_.<name>}} (see ./default_runtime.py).
+custom_imports = dict(imports=['rexnet_det'], allow_failed_imports=False)
+
+# Write checkpoints atomically: a crash never leaves a torn file behind
+# `last_checkpoint` (rexnet_det.engine.AtomicCheckpointHook).
+rexnet_checkpoint_hook = dict(type='AtomicCheckpointHook')
+rexnet_custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    # stop at the first NaN/inf loss, before bad weights are saved
+    dict(type='NonFiniteLossHook'),
+    # load_from / resume / test refuse checkpoints that do not cover the
+    # whole model (e.g. an ImageNet file); see allow_partial_load
+    dict(type='StrictLoadHook'),
+]
+# Set True (--cfg-options allow_partial_load=True) to let load_from and
+# tools/test.py load checkpoints that miss tensors, as mmengine does.
+allow_partial_load = False

@@ -1,0 +1,81 @@
+"""Checkpoints of the fused inference form (``tools/deploy/fuse.py``).
+
+A fused model has no BatchNorm tensors and a bias on every conv, so its
+state dict fits no training layout; the file also records how to rebuild
+the model before :func:`~rexnet_det.models.utils.fuse_model` and a strict
+``load_state_dict``.
+"""
+from typing import Tuple, Union
+
+import torch.nn as nn
+
+from ..models import ReXNet, ReXNetClassifier
+from ..models.utils.fuse import FUSED_ATTR, fuse_model, is_fused
+from ..utils.errors import CheckpointError
+from .schemes import load_checkpoint_file
+
+
+def fused_checkpoint(model: nn.Module) -> dict:
+    """What ``tools/deploy/fuse.py`` saves: the fused state dict and what
+    :func:`load_fused` needs to rebuild the model.
+
+    Raises:
+        ValueError: `model` is not a fused ReXNet or ReXNetClassifier.
+    """
+    if not is_fused(model) or not isinstance(model,
+                                             (ReXNet, ReXNetClassifier)):
+        raise ValueError('fused_checkpoint expects a fused ReXNet or '
+                         'ReXNetClassifier; call model.eval().fuse() first')
+    classifier = isinstance(model, ReXNetClassifier)
+    backbone = model.backbone if classifier else model
+    meta = dict(fused=True, arch=backbone.arch,
+                width_mult=float(backbone.width_mult),
+                depth_mult=float(backbone.depth_mult),
+                classifier=classifier,
+                out_indices=list(backbone.out_indices),
+                channels_last=getattr(model, FUSED_ATTR)['channels_last'])
+    if classifier:
+        meta['num_classes'] = model.head.fc.out_features
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    return dict(state_dict=state, meta=meta)
+
+
+def is_fused_checkpoint(checkpoint) -> bool:
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    return isinstance(meta, dict) and bool(meta.get('fused'))
+
+
+def load_fused(checkpoint: Union[str, dict],
+               source: str = 'checkpoint') -> Tuple[nn.Module, dict]:
+    """Rebuild a fused model saved by :func:`fused_checkpoint`.
+
+    Args:
+        checkpoint (str | dict): Path of the file or its loaded content.
+        source (str): Name used in error messages for a dict.
+
+    Returns:
+        tuple: The fused model (eval mode) and the file's ``meta``.
+
+    Raises:
+        CheckpointError: The file is not a fused checkpoint.
+    """
+    if isinstance(checkpoint, str):
+        source = checkpoint
+        checkpoint = load_checkpoint_file(checkpoint)
+    if not is_fused_checkpoint(checkpoint):
+        raise CheckpointError(f'{source} is not a fused checkpoint (no '
+                              "meta['fused']); make one with "
+                              'tools/deploy/fuse.py')
+    meta = checkpoint['meta']
+    if meta['classifier']:
+        model = ReXNetClassifier(width_mult=meta['width_mult'],
+                                 depth_mult=meta['depth_mult'],
+                                 arch=meta['arch'],
+                                 num_classes=meta['num_classes'])
+    else:
+        model = ReXNet(width_mult=meta['width_mult'],
+                       depth_mult=meta['depth_mult'], arch=meta['arch'],
+                       out_indices=tuple(meta['out_indices']))
+    fuse_model(model.eval(), channels_last=meta['channels_last'])
+    model.load_state_dict(checkpoint['state_dict'], strict=True)
+    return model, meta
