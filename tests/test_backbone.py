@@ -6,7 +6,7 @@ from mmdet.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rexnet_det import ReXNet, ReXNetClassifier, rexnet_arch
-from rexnet_det.models.arch import OFFICIAL_WIDTHS
+from rexnet_det.models import VARIANTS, get_variant
 
 # Channels at strides 4/8/16/32 and of the penultimate conv (issue #3 and
 # shared/rexnet_facts.md, derived from the official formula).
@@ -320,7 +320,19 @@ def test_docstring_example_runs():
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_official_widths_table_is_complete():
-    assert OFFICIAL_WIDTHS['v1'] == (1.0, 1.3, 1.5, 2.0, 3.0)
-    assert set((a, w) for a, ws in OFFICIAL_WIDTHS.items() for w in ws) <= \
-        set(OFFICIAL_CHANNELS)
+def test_variant_registry_is_complete():
+    released = {(v.arch, v.width_mult) for v in VARIANTS.values()}
+    assert released == {('v1', 1.0), ('v1', 1.3), ('v1', 1.5), ('v1', 2.0),
+                        ('v1', 3.0), ('lite', 1.0), ('lite', 1.3),
+                        ('lite', 1.5), ('lite', 2.0)}
+    assert released <= set(OFFICIAL_CHANNELS)
+    v = get_variant('rexnet-1.0x')
+    # the paper's figures and timm's eval preprocessing
+    assert (v.top1, v.top5, v.params_m, v.flops_g) == (77.9, 93.9, 4.8, 0.40)
+    assert (v.preprocess.crop, v.preprocess.resize,
+            v.preprocess.interpolation) == (224, 256, 'bicubic')
+    assert v.tap_channels == (16, 38, 61, 128, 185, 1280)
+    assert [w.layout for w in v.weights] == ['clovaai', 'timm']
+    assert v.weights[0].filename == 'rexnetv1_1.0.pth'
+    with pytest.raises(KeyError, match="'rexnet-0.7x'.*rexnet-1.0x"):
+        get_variant('rexnet-0.7x')

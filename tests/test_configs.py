@@ -32,9 +32,11 @@ EXPECTED = {
     'demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py',
     'demo/ssdlite_rexnet-1.0x_shapes.py',
 }
+# bases (configs/_base_/) are not configs of a model
 CONFIGS = sorted(
     osp.relpath(p, CONFIG_DIR)
-    for p in glob.glob(osp.join(CONFIG_DIR, '*', '*.py')))
+    for p in glob.glob(osp.join(CONFIG_DIR, '*', '*.py'))
+    if not p.startswith(osp.join(CONFIG_DIR, '_base_')))
 
 register_all_modules()
 

@@ -9,11 +9,10 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rexnet_det import ReXNet, ReXNetClassifier
-from rexnet_det.checkpoint import safe_torch_load
-from rexnet_det.deploy import (fold_bn_into_conv, fuse_model,
-                               fused_checkpoint, is_fused, load_fused,
-                               load_model)
+from rexnet_det.checkpoint import (CheckpointError, fused_checkpoint,
+                                   load_fused, load_model, safe_torch_load)
 from rexnet_det.deploy.onnx import OrtRunner, export_onnx
+from rexnet_det.models.utils import fold_bn_into_conv, fuse_model, is_fused
 
 from .fixtures.synthetic_weights import (relative_error, synthetic_input,
                                          synthetic_state_dict)
@@ -163,8 +162,11 @@ def test_fuse_rejects_unfoldable_norms():
     assert not is_fused(model) and model.stem.conv.bias is None
     assert all(torch.equal(a, e) for a, e in zip(run(model, X), expected))
     assert not all(torch.equal(a, b) for a, b in zip(expected, before))
-    with pytest.raises(TypeError, match='ReXNet or ReXNetClassifier'):
-        fuse_model(nn.Conv2d(3, 3, 1).eval())
+    lone_bn = nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3)).eval()
+    with pytest.raises(TypeError, match=r"BatchNorm layers \['1'\] do not "
+                       'directly follow a conv'):
+        fuse_model(lone_bn)
+    assert not is_fused(lone_bn)
 
 
 def test_fused_checkpoint_round_trip(tmp_path):
@@ -172,14 +174,16 @@ def test_fused_checkpoint_round_trip(tmp_path):
     path = str(tmp_path / 'fused.pth')
     torch.save(fused_checkpoint(model), path)
     assert safe_torch_load(path)['meta']['fused'] is True
-    loaded, spec = load_fused(path)
-    assert (spec.arch, spec.width_mult, spec.backbone) == ('lite', 1.0, False)
+    loaded, meta = load_fused(path)
+    assert (meta['arch'], meta['width_mult'], meta['classifier']) == \
+        ('lite', 1.0, True)
     assert is_fused(loaded)
     assert torch.equal(run(loaded, X)[0], run(model, X)[0])
-    with pytest.raises(ValueError, match='expects a fused model'):
+    with pytest.raises(ValueError, match='expects a fused ReXNet'):
         fused_checkpoint(build('v1', 'backbone'))
     torch.save({'state_dict': model.state_dict()}, str(tmp_path / 'x.pth'))
-    with pytest.raises(ValueError, match='x.pth is not a fused checkpoint'):
+    with pytest.raises(CheckpointError,
+                       match='x.pth is not a fused checkpoint'):
         load_fused(str(tmp_path / 'x.pth'))
 
 

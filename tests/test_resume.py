@@ -12,6 +12,7 @@ import torch
 
 from rexnet_det import safe_torch_load
 from rexnet_det.datasets import make_synthetic_coco
+from rexnet_det.utils.io import is_temporary
 from tests.fixtures.tiny_configs import write_tiny_config
 from tests.fixtures.toy_runner import make_runner
 
@@ -185,8 +186,8 @@ def test_kill_during_checkpoint_write(hook, tmp_path):
         assert os.path.getsize(os.path.join(work, 'iter_2.pth')) > 0
         return
     assert not os.path.exists(os.path.join(work, 'iter_2.pth'))
-    leftovers = [n for n in os.listdir(work) if n.endswith('.tmp')]
-    assert len(leftovers) == 1 and leftovers[0].startswith('.iter_2.pth.')
+    leftovers = [n for n in os.listdir(work) if is_temporary(n)]
+    assert len(leftovers) == 1 and leftovers[0].startswith('.iter_2.')
     assert safe_torch_load(pointed)['meta']['iter'] == 1
     runner = make_runner(work, max_iters=3, interval=1, max_keep_ckpts=1,
                          resume=True)

@@ -13,14 +13,16 @@ import torch
 
 import rexnet_det  # noqa: F401  (safe loader, registry)
 from rexnet_det.checkpoint import (FORMATS, CheckpointError,
-                                   convert_state_dict, safe_torch_load,
+                                   CheckpointFormatError, convert_state_dict,
+                                   detect_format, load_checkpoint_file,
                                    unwrap_state_dict)
-from rexnet_det.checkpoint.formats import CheckpointFormatError, detect_format
+from rexnet_det.utils.io import atomic_output
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='checkpoint to read')
+    parser.add_argument('src', help='checkpoint to read: a path, URL or '
+                        'other mmengine scheme (open-mmlab://...)')
     parser.add_argument('dst', help='file to write')
     parser.add_argument('--to', required=True, choices=FORMATS,
                         help='layout of the written checkpoint')
@@ -36,7 +38,7 @@ def main(argv=None):
     if os.path.exists(args.dst) and not args.force:
         sys.exit(f'error: dst {args.dst} exists; pass --force to overwrite')
     try:
-        state = unwrap_state_dict(safe_torch_load(args.src), args.src)
+        state = unwrap_state_dict(load_checkpoint_file(args.src), args.src)
         src_format = detect_format(state)
         converted = convert_state_dict(state, args.to)
     except (CheckpointError, CheckpointFormatError, FileNotFoundError) as exc:
@@ -47,10 +49,8 @@ def main(argv=None):
                        meta=dict(converted_from=src_format,
                                  source=os.path.basename(args.src),
                                  rexnet_det=rexnet_det.__version__))
-    # write to a temporary file first so a failure never leaves half a file
-    tmp = f'{args.dst}.tmp'
-    torch.save(payload, tmp)
-    os.replace(tmp, args.dst)
+    with atomic_output(args.dst) as tmp:
+        torch.save(payload, tmp)
     print(f'{args.src} ({src_format}, {len(state)} tensors) -> {args.dst} '
           f'({args.to}, {len(converted)} tensors)')
 

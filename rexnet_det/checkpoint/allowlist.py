@@ -30,6 +30,8 @@ pickle global                                stand-in accepts
                                              for its 4 statistics and
                                              ``getattr(OneCycleParamScheduler,
                                              '_annealing_cos'|'_linear')``
+``bytes``                                    ``bytes()`` (protocol 2's empty
+                                             bytes), nothing else
 ===========================================  ==============================
 
 Anything else is refused by torch, naming the global. After unpickling,
@@ -159,7 +161,7 @@ class PendingArray:
         count = math.prod(shape)
         raw = _check_bytes(raw, count, dtype, f'numpy array of shape {shape}')
         self.array = np.frombuffer(raw, dtype=dtype).reshape(
-            shape, order='F' if fortran else 'C').copy()
+            shape, order='F' if fortran else 'C').copy(order='K')
 
 
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> PendingArray:
@@ -185,6 +187,14 @@ class PendingHistoryBuffer:
         self.state = state
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """Stands in for ``builtins.bytes``: pickle protocol 2 writes ``b''``
+    (an empty array's data) as ``bytes()``; nothing else is allowed."""
+    if args:
+        raise _refuse(f'bytes{args!r}: only bytes() is allowed')
+    return b''
+
+
 _STATISTIC = object()  # getattr(HistoryBuffer, <built-in statistic>)
 
 
@@ -201,9 +211,8 @@ def _getattr(obj: Any, name: Any) -> Any:
                   'attribute lookup')
 
 
-def _build_history_buffer(pending: PendingHistoryBuffer) -> Any:
+def _build_history_buffer(state: Any) -> Any:
     from mmengine.logging.history_buffer import HistoryBuffer
-    state = pending.state
     allowed = {'max_length', '_log_history', '_count_history',
                'statistics_methods'}
     if not isinstance(state, dict) or not set(state) <= allowed:
@@ -247,9 +256,11 @@ def materialize(obj: Any) -> Any:
         elif isinstance(x, PendingDtype):
             out = x.dtype
         elif isinstance(x, PendingHistoryBuffer):
-            pending = PendingHistoryBuffer()
-            pending.state = walk(x.state)
-            out = _build_history_buffer(pending)
+            state = x.state
+            if isinstance(state, dict):  # statistics stay markers
+                state = {k: v if k == 'statistics_methods' else walk(v)
+                         for k, v in state.items()}
+            out = _build_history_buffer(state)
         elif x is _STATISTIC or isinstance(x, _Name):
             raise _refuse(f'a bare reference to {x!r}')
         elif isinstance(x, dict):  # dict, OrderedDict, Counter
@@ -288,6 +299,7 @@ def _builtin_allowlist() -> List[Any]:
         (PendingHistoryBuffer, _HISTORY_BUFFER),
         (_ONE_CYCLE_NAME, _ONE_CYCLE),
         (_getattr, 'builtins.getattr'),
+        (_empty_bytes, 'builtins.bytes'),
         # BUILD only calls __setstate__ on instances of listed types.
         PendingArray,
     ]

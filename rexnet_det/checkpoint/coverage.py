@@ -11,6 +11,7 @@ import re
 from collections import OrderedDict
 from typing import Any, List, Optional
 
+import torch
 import torch.nn as nn
 
 from ..models.pretrained_init import SOURCE_KEY
@@ -28,13 +29,26 @@ def source_of(checkpoint: Any, default: str = 'the checkpoint') -> str:
     return meta.get('', {}).get(SOURCE_KEY, default)
 
 
-def tag_source(checkpoint: Any, source: str) -> None:
+def tag_source(checkpoint: Any, source: str) -> Any:
     """Record `source` where mmengine hands it to ``_load_from_state_dict``
-    (the state dict's per-module ``_metadata``), so load errors name it."""
-    state = checkpoint.get('state_dict', checkpoint) if isinstance(
-        checkpoint, dict) else None
+    (the state dict's per-module ``_metadata``), so load errors name it.
+
+    Returns:
+        The checkpoint; a plain-dict state dict becomes an OrderedDict, the
+        only kind that can carry ``_metadata``.
+    """
+    wrapped = isinstance(checkpoint, dict) and isinstance(
+        checkpoint.get('state_dict'), dict)
+    state = checkpoint['state_dict'] if wrapped else checkpoint
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(v, torch.Tensor) for v in state.values()):
+        return checkpoint
     if not isinstance(state, OrderedDict):
-        return
+        state = OrderedDict(state)
+        if wrapped:
+            checkpoint['state_dict'] = state
+        else:
+            checkpoint = state
     meta = getattr(state, '_metadata', None)
     if meta is None:
         meta = state._metadata = OrderedDict({'': {}})
@@ -42,6 +56,7 @@ def tag_source(checkpoint: Any, source: str) -> None:
         if isinstance(entry, dict):
             entry[SOURCE_KEY] = source
     meta.setdefault('', {})[SOURCE_KEY] = source
+    return checkpoint
 
 
 def _hint(state: dict) -> Optional[str]:
@@ -63,8 +78,14 @@ def _hint(state: dict) -> Optional[str]:
 
 
 def _listed(keys: List[str]) -> str:
-    more = f', ... ({len(keys)} in all)' if len(keys) > _LISTED else ''
-    return ', '.join(keys[:_LISTED]) + more
+    """Counts per top-level module, then the first keys."""
+    groups: dict = {}
+    for key in keys:
+        top = key.split('.', 1)[0]
+        groups[top] = groups.get(top, 0) + 1
+    counts = ', '.join(f'{top}.* {n}' for top, n in groups.items())
+    more = ', ...' if len(keys) > _LISTED else ''
+    return f'{counts}; ' + ', '.join(keys[:_LISTED]) + more
 
 
 def check_coverage(model: nn.Module, checkpoint: Any,

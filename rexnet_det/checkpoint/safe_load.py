@@ -51,20 +51,29 @@ def describe_head(head: bytes) -> Optional[str]:
 
 
 def _unsafe_message(source: str, exc: BaseException) -> UnsafeCheckpointError:
-    text = str(exc)
-    # torch wraps the unpickler's message in advice to turn weights_only
-    # off, which we never give.
-    detail = text.rsplit('WeightsUnpickler error: ', 1)[-1]
-    detail = detail.split('\n\nCheck the documentation')[0].strip()
-    match = re.search(r'GLOBAL (\S+) was not an allowed global', detail)
-    what = f'the global {match[1]}' if match else detail.splitlines()[0] \
-        if detail else type(exc).__name__
+    # torch wraps the unpickler's reason in advice to turn weights_only off,
+    # which we never pass on: keep the reason only.
+    text = str(exc).split('Check the documentation of torch.load')[0]
+    glob = re.search(r'GLOBAL (\S+) (?:was not an allowed global|whose '
+                     r'module \S+ is blocked)', text)
+    refused = re.search(r'Refused content: (.+)', text)
+    if glob:
+        # torch shortens builtins.exec to exec
+        name = glob[1] if '.' in glob[1] else f'builtins.{glob[1]}'
+        what = f'unpickling it would call or build {name}'
+    elif refused:
+        what = f'it holds {refused[1].strip()}'
+    else:
+        reason = [p.strip() for p in text.split('\n\n') if p.strip()][-1:]
+        reason = reason[0].rsplit('error: ', 1)[-1] if reason else ''
+        what = f'unpickling it needs something outside the allowlist ' \
+               f'({reason.splitlines()[0][:200] if reason else "unknown"})'
     return UnsafeCheckpointError(
-        f'refused to load checkpoint {source}: unpickling it would use '
-        f'{what}, which is not allowed (a checkpoint may hold tensors, '
-        'containers, numbers, strings, numpy arrays of plain numeric dtypes '
-        'and mmengine HistoryBuffers). Nothing was loaded. If the file is '
-        'your own and holds your own classes, admit them with '
+        f'refused to load checkpoint {source}: {what}. Only data is allowed '
+        '(tensors, containers, numbers, strings, numpy arrays of plain '
+        'numeric dtypes, mmengine HistoryBuffers), so nothing that could run '
+        'code or forge memory. Nothing was loaded. If the file is your own '
+        'and holds your own classes, admit them with '
         'rexnet_det.checkpoint.trusted_globals([...]).')
 
 

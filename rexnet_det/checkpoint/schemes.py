@@ -246,8 +246,7 @@ def load_checkpoint_file(name: Union[str, os.PathLike],
         if fetcher is _from_mmcls:
             from mmengine.runner.checkpoint import _process_mmcls_checkpoint
             checkpoint = _process_mmcls_checkpoint(checkpoint)
-    tag_source(checkpoint, name)
-    return checkpoint
+    return tag_source(checkpoint, name)
 
 
 __all__ = ['load_checkpoint_file', 'hub_cache_dir', 'scheme_of',

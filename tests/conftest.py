@@ -1,0 +1,59 @@
+"""Fixtures shared by the whole suite."""
+import os
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True, scope='session')
+def one_thread():
+    """Tiny tensors: one thread is fastest, and OpenMP spin-waits make two
+    threads many times slower when other processes share the 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def mmdet_scope():
+    """Build from mmdet's registries (a toy Runner may have left the default
+    scope at mmengine)."""
+    from mmengine.registry import DefaultScope, init_default_scope
+    previous = DefaultScope.get_current_instance()
+    init_default_scope('mmdet')
+    yield
+    if previous is not None:
+        init_default_scope(previous.scope_name)
+
+
+@pytest.fixture(scope='session')
+def make_shapes(tmp_path_factory):
+    """``make_shapes(num_train, num_val, size, seed)``: the built-in shapes
+    data set (COCO format, masks), generated once per argument set."""
+    from rexnet_det.datasets import make_synthetic_coco
+    made = {}
+
+    def make(num_train=8, num_val=4, size=96, seed=0):
+        key = (num_train, num_val, size, seed)
+        if key not in made:
+            root = str(tmp_path_factory.mktemp(f'shapes_{size}_{seed}'))
+            make_synthetic_coco(root, num_train=num_train, num_val=num_val,
+                                size=size, seed=seed)
+            made[key] = root
+        return made[key]
+
+    return make
+
+
+def load_tool(relative_path: str):
+    """Import a tools/ script as a module, to call its main() in-process."""
+    import importlib.util
+    path = os.path.join(ROOT, 'tools', relative_path)
+    name = 'tool_' + relative_path.replace('/', '_')[:-3]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
