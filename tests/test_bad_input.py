@@ -31,16 +31,6 @@ SSDLITE = os.path.join(
     ROOT, 'configs/ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors: one thread is fastest, and OpenMP spin-waits make two
-    threads 100x slower when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def mmdet_scope():
     """Build datasets and transforms from mmdet's registries (the toy
@@ -143,6 +133,35 @@ def test_extreme_aspect_ratio_trains():
         (2, 38, 4, 256), (2, 61, 2, 128), (2, 128, 1, 64), (2, 185, 1, 32)]
     outs[-1].mean().backward()
     assert model.stem.conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(width_mult=float('inf')),
+     'width_mult must be a finite number > 0, got inf'),
+    (dict(width_mult=True), 'width_mult must be a finite number > 0, got '
+     'True'),
+    (dict(depth_mult=float('nan')),
+     'depth_mult must be a finite number > 0, got nan'),
+    (dict(norm_cfg=dict(type='GN', num_groups=0)),
+     'GN norm_cfg num_groups must be an int >= 1, got 0'),
+    (dict(norm_cfg=None), 'norm_cfg must be a dict with a "type" (ReXNet '
+     'needs a norm layer: BN, SyncBN or GN), got None'),
+])
+def test_invalid_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError) as exc:
+        ReXNet(**kwargs)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize('init_cfg', [
+    dict(type='Pretrained'),
+    [dict(type='Kaiming', layer='Conv2d'), dict(type='Pretrained')],
+])
+def test_pretrained_init_without_checkpoint(init_cfg):
+    model = ReXNet(out_indices=(1, ), init_cfg=init_cfg)
+    with pytest.raises(ValueError, match="init_cfg {'type': 'Pretrained'} "
+                       "has no 'checkpoint'; set init_cfg="):
+        model.init_weights()
 
 
 # -------------------------------------------- image files in the pipeline
@@ -299,6 +318,42 @@ def test_bad_bbox_and_empty_file(coco, tmp_path):
         ann['images'], ann['annotations'] = [], []
     with pytest.raises(DatasetError, match='contains no images'):
         _dataset(coco, tmp_path, empty)
+
+
+def test_invalid_json_names_the_file(coco, tmp_path):
+    path = tmp_path / 'broken.json'
+    path.write_text('{"images": [')
+    with pytest.raises(DatasetError) as exc:
+        CheckedCocoDataset(ann_file=str(path), metainfo=dict(classes=CLASSES))
+    assert str(exc.value).startswith(f'annotation file {path} is not valid '
+                                     'JSON: ')
+
+
+def test_elongated_image_is_named_not_an_opencv_crash(coco, tmp_path):
+    """A 4x4000 image that a keep-ratio resize shrinks to 0 px."""
+    root, _ = coco
+    cv2.imwrite(os.path.join(root, 'train', 'strip.png'),
+                np.full((4, 4000, 3), 127, np.uint8))
+
+    def add_strip(ann):
+        ann['images'].append(dict(id=999, file_name='strip.png', width=4000,
+                                  height=4))
+        ann['annotations'].append(dict(id=999, image_id=999, category_id=1,
+                                       bbox=[0, 0, 100, 3], area=300,
+                                       iscrowd=0))
+    ds = _dataset(coco, tmp_path, add_strip, pipeline=[
+        dict(type='LoadImageFromFile'),  # swapped for the checked loader
+        dict(type='Resize', scale=(128, 128), keep_ratio=True)])
+    assert type(ds.pipeline.transforms[0]) is CheckedLoadImageFromFile
+    index = [i for i in range(len(ds))
+             if ds.get_data_info(i)['img_id'] == 999]
+    assert index
+    with pytest.raises(ImageLoadError) as exc:
+        ds[index[0]]
+    message = str(exc.value)
+    assert message.startswith(
+        f'image {os.path.join(root, "train", "strip.png")} (4000x4 px in ')
+    assert 'the pipeline failed in OpenCV' in message
 
 
 def test_missing_and_corrupt_image_files(coco, tmp_path):

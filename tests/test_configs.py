@@ -140,7 +140,8 @@ def test_loss_predict_tensor(name):
 
 
 def test_stock_ssd_head_cannot_predict_but_ours_can():
-    """mmdet 3.3.0's SSDHead raises in predict; SSDLiteHead fixes it."""
+    """mmdet 3.3.0's SSDHead raises in predict (tests/test_upstream.py pins
+    the version); SSDLiteHead fixes it."""
     cfg = load('ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py')
     broken = copy.deepcopy(cfg.model)
     broken.bbox_head.type = 'SSDHead'
@@ -180,3 +181,32 @@ def test_imagenet_init_through_config_is_exact(name, tmp_path):
         assert len(state) > 300
         for key, value in state.items():
             assert torch.equal(value, canonical[f'backbone.{key}']), key
+
+
+@pytest.mark.parametrize('name,eps', [
+    ('ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py', 1e-3),
+    ('ssdlite/ssdlite_rexnet-1.0x-in1k-pre_8xb24-600e_coco.py', 1e-5),
+    ('mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_coco.py', 1e-5),
+])
+def test_backbone_bn_eps(name, eps):
+    """The ImageNet-initialised SSDLite uses the checkpoint's BN eps
+    (PyTorch's 1e-5), the scratch one mmdet's SSDLite eps (1e-3)."""
+    backbone = MODELS.build(load(name).model.backbone)
+    norms = [m for m in backbone.modules()
+             if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) > 40 and {m.eps for m in norms} == {eps}
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_reliability_settings_everywhere(name):
+    """Every config gets the settings of configs/_base_/reliability.py."""
+    cfg = load(name)
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    hooks = [h.type for h in cfg.custom_hooks]
+    assert {'NonFiniteLossHook', 'StrictLoadHook'} <= set(hooks)
+    assert cfg.allow_partial_load is False
+    for split in ('train', 'val', 'test'):
+        dataset = cfg[f'{split}_dataloader'].dataset
+        if dataset.type in ('RepeatDataset', 'ClassBalancedDataset'):
+            dataset = dataset.dataset
+        assert dataset.type == 'CheckedCocoDataset', (split, dataset.type)

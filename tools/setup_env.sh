@@ -28,18 +28,7 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --disable-pip-version-check)
 
 check_env() {
-    "$PY" - <<'PY'
-import importlib.util, sys
-if importlib.util.find_spec('torchvision') is not None:
-    try:
-        import torchvision  # noqa: F401
-    except Exception as exc:  # a broken torchvision crashes mmengine/mmdet
-        sys.exit(f'a broken torchvision is installed ({exc}); '
-                 'remove it with: .venv/bin/pip uninstall -y torchvision')
-import torch, mmcv, mmengine, mmdet  # noqa: E401
-from mmcv.ops import nms, RoIAlign  # noqa: F401  compiled ops must exist
-import rexnet_det  # noqa: F401
-PY
+    "$PY" tools/check_env.py imports
 }
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(fingerprint)" ] && check_env 2>/dev/null; then
@@ -52,9 +41,7 @@ say "installing build tools and $TORCH_SPEC"
 "${PIP[@]}" "pip>=23" "setuptools>=77.0.3,<82" wheel ninja || fail "could not install build tools"
 "${PIP[@]}" "$TORCH_SPEC" || fail "could not install $TORCH_SPEC"
 
-if ! "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torchvision') is not None)"; then
-    fail "torchvision is installed in $VENV; it cannot load beside the CPU torch build and breaks mmengine/mmdet. Remove it: $VENV/bin/pip uninstall -y torchvision"
-fi
+"$PY" tools/check_env.py torchvision || fail "fix torchvision first (see above)"
 
 if "$PY" -c "from mmcv.ops import nms, RoIAlign" >/dev/null 2>&1; then
     say "mmcv with compiled ops already installed"
