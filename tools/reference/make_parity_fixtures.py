@@ -22,77 +22,22 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import re
 import sys
 
 import torch
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tests',
                             'fixtures'))
-from synthetic_weights import (sample_indices, synthetic_input,  # noqa: E402
-                               synthetic_state_dict)
-
-SIZES = ((224, 224), (257, 321))
-MAX_VALUES = 4096
-SEED = 20210601
+from reference_outputs import (MAX_VALUES, SIZES,  # noqa: E402
+                               clovaai_taps, record, timm_features)
 
 
 def load_module(path, name):
+    """Import a reference source file (clovaai's rexnetv1.py, ...)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _dw_stride(block):
-    return next(m for m in block.out if isinstance(m, torch.nn.Conv2d)
-                and m.groups > 1).stride[0]
-
-
-def clovaai_taps(model, x):
-    """Taps 0-5 of an official model: the block output before every stride-2
-    block, the last block, and the penultimate conv + BN + act."""
-    feats = list(model.features)
-    blocks = [m for m in feats if type(m).__name__ == 'LinearBottleneck']
-    first = feats.index(blocks[0])
-    out = model.features[:first](x)
-    taps = []
-    for i, block in enumerate(blocks):
-        out = block(out)
-        if i + 1 == len(blocks) or _dw_stride(blocks[i + 1]) == 2:
-            taps.append(out)
-    pen = model.features[first + len(blocks):first + len(blocks) + 3]
-    taps.append(pen(out))
-    return taps
-
-
-def record(name, model, layout, tap_fn, extra=None):
-    keys = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    model.load_state_dict(synthetic_state_dict(SEED, keys))
-    model.eval()
-    entry = dict(name=name, layout=layout, seed=SEED, keys=keys,
-                 outputs={}, **(extra or {}))
-    tensors = {}
-    with torch.no_grad():
-        for h, w in SIZES:
-            x = synthetic_input(SEED + h * 1000 + w, (1, 3, h, w))
-            size = f'{h}x{w}'
-            results = {}
-            if tap_fn is not None:
-                for i, t in enumerate(tap_fn(model, x)):
-                    results[f'tap{i}'] = t
-            if hasattr(model, 'forward') and entry.get('has_logits', True):
-                results['logits'] = model(x)
-            meta = {}
-            for key, t in results.items():
-                flat = t.flatten()
-                idx = sample_indices(flat.numel(), MAX_VALUES)
-                tensors[f'{size}/{key}/values'] = flat[idx].clone()
-                tensors[f'{size}/{key}/channel_mean'] = t.mean(
-                    dim=tuple(d for d in range(t.dim()) if d != 1)).clone()
-                meta[key] = list(t.shape)
-            entry['outputs'][size] = meta
-    return entry, tensors
 
 
 def main():
@@ -133,26 +78,7 @@ def main():
         model = build()
         entry, tensors = record(name, model, layout, tap_fn, extra)
         if layout == 'timm':
-            # features_only maps (taps 0-4) from timm's own feature wrapper.
-            feat = timm.create_model(name.replace('timm_', ''),
-                                     features_only=True)
-            full = model.state_dict()
-            feat.load_state_dict(
-                {k: full[re.sub(r'^features_(\d+)', r'features.\1', k)]
-                 for k in feat.state_dict()}, strict=True)
-            feat.eval()
-            with torch.no_grad():
-                for h, w in SIZES:
-                    x = synthetic_input(SEED + h * 1000 + w, (1, 3, h, w))
-                    size = f'{h}x{w}'
-                    for i, t in enumerate(feat(x)):
-                        flat = t.flatten()
-                        idx = sample_indices(flat.numel(), MAX_VALUES)
-                        tensors[f'{size}/tap{i}/values'] = flat[idx].clone()
-                        tensors[f'{size}/tap{i}/channel_mean'] = t.mean(
-                            dim=(0, 2, 3)).clone()
-                        entry['outputs'][size][f'tap{i}'] = list(t.shape)
-            entry['feature_info'] = feat.feature_info.get_dicts()
+            timm_features(name.replace('timm_', ''), model, tensors, entry)
         entry['num_params'] = sum(p.numel() for p in model.parameters())
         torch.save(tensors, osp.join(args.out, f'{name}.pt'))
         index['models'][name] = entry
