@@ -18,6 +18,7 @@ The package is built in floors; each imports only from those below it:
 them all; :mod:`~rexnet_det.integration` above.
 """
 from . import datasets, engine, evaluation  # noqa: F401  registrations
+from . import registry  # noqa: F401  the `rexnet_det` scope
 from .checkpoint import (CheckpointError, CheckpointMismatchError,
                          UnsafeCheckpointError, convert_state_dict,
                          load_checkpoint_file, load_pretrained,

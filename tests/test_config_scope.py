@@ -49,3 +49,23 @@ def test_without_import_mmengine_refuses(tmp_path):
     assert proc.returncode != 0
     assert 'mmengine does not support to load rexnet_det config' in \
         proc.stderr
+
+
+def test_downstream_config_builds_in_the_rexnet_det_scope(tmp_path):
+    """Dicts from `rexnet_det::` bases carry _scope_='rexnet_det'; that scope
+    resolves to mmdet's registries (ours included)."""
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, HOOKS, MODELS
+    (tmp_path / 'mine.py').write_text(
+        "_base_ = ['rexnet_det::demo/ssdlite_rexnet-1.0x_shapes.py']\n")
+    cfg = Config.fromfile(str(tmp_path / 'mine.py'))
+    scoped = [h for h in cfg.custom_hooks if h.get('_scope_') == 'rexnet_det']
+    assert len(scoped) == 3
+    assert [type(HOOKS.build(h)).__name__ for h in cfg.custom_hooks] == [
+        'NumClassCheckHook', 'NonFiniteLossHook', 'StrictLoadHook']
+    backbone = MODELS.build(dict(cfg.model.backbone, _scope_='rexnet_det'))
+    assert type(backbone).__name__ == 'ReXNet'
+    with DATASETS.switch_scope_and_registry('rexnet_det') as registry:
+        assert registry.scope == 'rexnet_det'
+        assert registry.get('CheckedCocoDataset').__name__ == \
+            'CheckedCocoDataset'

@@ -13,7 +13,7 @@ PACKAGE = osp.join(ROOT, 'rexnet_det')
 
 # Each subpackage may import only from its own floor or the ones below.
 FLOORS = {
-    'utils': 0, 'version': 0,
+    'utils': 0, 'version': 0, 'registry': 0,
     'models': 1,
     'checkpoint': 2,
     'engine': 3, 'datasets': 3, 'evaluation': 3,

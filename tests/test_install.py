@@ -1,0 +1,103 @@
+"""The package works from a non-editable install, run from another folder:
+configs ship inside it, nothing assumes the repository layout."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+
+from tests.conftest import ROOT
+
+SCRIPT = textwrap.dedent('''
+    import json, os, os.path as osp, sys
+    import rexnet_det
+    assert rexnet_det.__file__.startswith({site!r}), rexnet_det.__file__
+    assert not osp.exists(osp.join(osp.dirname(rexnet_det.__file__), '..',
+                                   'tools'))
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    from rexnet_det.analysis.detectors import build_detector
+    from rexnet_det.analysis.flops import image_complexity
+    from rexnet_det.checkpoint import load_model
+    from rexnet_det.datasets import make_synthetic_coco
+    from rexnet_det.utils.configs import resolve_config
+
+    data = make_synthetic_coco('data', num_train=4, num_val=2, size=64)
+    # a downstream project's config inheriting ours by scope
+    with open('mine.py', 'w') as f:
+        f.write("_base_ = ['rexnet_det::demo/ssdlite_rexnet-1.0x_shapes.py']\\n"
+                "data_root = {data!r}\\n")
+    cfg = Config.fromfile('mine.py')
+    for split in ('train', 'val', 'test'):
+        cfg[split + '_dataloader'].dataset.data_root = 'data/'
+        cfg[split + '_dataloader'].batch_size = 2
+    for split in ('val', 'test'):
+        cfg[split + '_evaluator'].ann_file = \\
+            'data/annotations/instances_val.json'
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
+                         val_interval=2)
+    cfg.default_hooks.checkpoint = dict(type='AtomicCheckpointHook',
+                                        interval=2, by_epoch=False)
+    cfg.param_scheduler = []
+    cfg.log_processor = dict(by_epoch=False)
+    cfg.work_dir = 'work'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    detector = build_detector(Config.fromfile(resolve_config(
+        'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py')))
+    flops = image_complexity(detector.eval(), 320, 320)
+    model, spec, source = load_model('rexnet-1.0x')
+    print('RESULT', json.dumps(dict(
+        ckpt=osp.isfile('work/iter_2.pth'), metric=sorted(metrics)[:1],
+        spec=spec.name, params=round(flops['params'] / 1e6, 2))))
+''')
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    """rexnet_det built as a wheel and installed into a folder of its own
+    (no editable link back to the checkout)."""
+    root = tmp_path_factory.mktemp('install')
+    wheels = root / 'wheels'
+    build = subprocess.run(
+        [sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+         '--no-build-isolation', '-q', '-w', str(wheels), ROOT],
+        capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    wheel, = glob.glob(str(wheels / 'rexnet_det-*.whl'))
+    site = root / 'site'
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)  # what pip install --target does for a wheel
+    return wheel, str(site)
+
+
+def test_wheel_ships_every_config(installed):
+    wheel, _ = installed
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {n.split('.mim/configs/', 1)[1] for n in names
+               if '.mim/configs/' in n}
+    in_repo = {osp.relpath(p, osp.join(ROOT, 'configs'))
+               for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
+                                  recursive=True)}
+    assert in_repo and shipped == in_repo
+    assert 'rexnet_det/.mim/model-index.yml' in names
+
+
+def test_train_test_analysis_from_another_folder(installed, tmp_path):
+    _, site = installed
+    env = dict(os.environ, PYTHONPATH=site, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        [sys.executable, '-c', SCRIPT.format(site=site, data='data/')],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True,
+        timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith('RESULT')]
+    assert line, proc.stdout[-2000:]
+    assert '"ckpt": true' in line[0] and '"spec": "rexnet-1.0x"' in line[0]
+    assert '"metric": ["coco/bbox_mAP"]' in line[0]
+    assert '"params": 5.54' in line[0]  # SSDLite-ReXNet-1.0x, as in a checkout
