@@ -3,6 +3,7 @@ configs ship inside it, nothing assumes the repository layout."""
 import glob
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -63,10 +64,15 @@ def installed(tmp_path_factory):
     """rexnet_det built as a wheel and installed into a folder of its own
     (no editable link back to the checkout)."""
     root = tmp_path_factory.mktemp('install')
+    # build from a copy: setuptools writes build/ next to setup.py
+    source = root / 'src'
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        '.venv', '.git', 'build', 'work_dirs', '*.egg-info', '__pycache__',
+        'data', '.pytest_cache'))
     wheels = root / 'wheels'
     build = subprocess.run(
         [sys.executable, '-m', 'pip', 'wheel', '--no-deps',
-         '--no-build-isolation', '-q', '-w', str(wheels), ROOT],
+         '--no-build-isolation', '-q', '-w', str(wheels), str(source)],
         capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel, = glob.glob(str(wheels / 'rexnet_det-*.whl'))

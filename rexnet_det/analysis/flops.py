@@ -10,7 +10,8 @@ The ReXNet paper counts multiply-adds of convs and linear layers only
 (the authors used ptflops with activations and pooling zeroed, following
 MobileNetV2/V3; clovaai/rexnet#28). BatchNorm folds into the preceding conv
 at inference, so "conv + linear MACs" is the number to compare with the
-paper: ReXNet-1.0x 0.398 G vs 0.40 G published. Both numbers are reported.
+paper (:data:`rexnet_det.models.VARIANTS` holds the published figures).
+Both numbers are reported.
 """
 from typing import Any, Dict, Tuple
 
@@ -18,18 +19,6 @@ import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 
-# ReXNet classifiers at 224x224 as published (params M, FLOPs G = MACs):
-# v1 from the paper / official README, lite from the official README.
-PAPER_COMPLEXITY = {
-    ('v1', 1.0): (4.80, 0.40),
-    ('v1', 1.3): (7.56, 0.66),
-    ('v1', 1.5): (9.73, 0.88),
-    ('v1', 2.0): (16.37, 1.5),
-    ('lite', 1.0): (4.7, 0.41),
-    ('lite', 1.3): (6.8, 0.65),
-    ('lite', 1.5): (8.3, 0.84),
-    ('lite', 2.0): (13.0, 1.5),
-}
 # mmengine operator names that are multiply-adds in the paper's sense.
 MAC_OPERATORS = ('conv', 'linear', 'matmul', 'bmm', 'einsum')
 
