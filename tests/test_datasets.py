@@ -2,14 +2,13 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from tests.conftest import load_tool
 from rexnet_det.datasets import (CLASSES, SyntheticCocoSpec, draw_image,
                                  make_synthetic_coco)
 
@@ -136,19 +135,14 @@ def test_bad_counts(tmp_path):
         make_synthetic_coco(str(tmp_path), num_train=2, num_val=0, size=64)
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, capsys):
     out = tmp_path / 'cli'
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools/make_synthetic_coco.py'),
-         '--out', str(out), '--num-train', '3', '--num-val', '2', '--size',
-         '64', '--seed', '1'], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert 'wrote 3 train / 2 val images of 64px' in proc.stdout
+    tool = load_tool('make_synthetic_coco.py')
+    tool.main(['--out', str(out), '--num-train', '3', '--num-val', '2',
+               '--size', '64', '--seed', '1'])
+    assert 'wrote 3 train / 2 val images of 64px' in capsys.readouterr().out
     with open(out / 'annotations/instances_train.json') as f:
         assert len(json.load(f)['images']) == 3
-    bad = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools/make_synthetic_coco.py'),
-         '--out', str(out), '--size', '8'], capture_output=True, text=True,
-        timeout=120)
-    assert bad.returncode != 0
-    assert 'size must be an int >= 32, got 8' in bad.stderr
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['--out', str(out), '--size', '8'])
+    assert 'size must be an int >= 32, got 8' in str(exc.value.code)

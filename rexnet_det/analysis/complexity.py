@@ -29,7 +29,9 @@ def detector_complexity(path: str, shape: Optional[Tuple[int, int]] = None
     model.forward = tensor_forward
     with torch.no_grad():
         result = count_complexity(model, (inputs, ))
-    result.update(model=path, kind='detector', height=h, width=w)
+    # the data preprocessor pads to its size divisor: count what runs
+    result.update(model=path, kind='detector', height=inputs.shape[-2],
+                  width=inputs.shape[-1])
     result['parts'] = {
         name: int(sum(p.numel() for p in getattr(model, name).parameters()))
         for name in ('backbone', 'neck', 'rpn_head', 'roi_head', 'bbox_head')

@@ -88,6 +88,18 @@ def _listed(keys: List[str]) -> str:
     return f'{counts}; ' + ', '.join(keys[:_LISTED]) + more
 
 
+def key_problems(missing: List[str], unexpected: List[str],
+                 mismatched: List[str]) -> List[str]:
+    """The parts of a load error, one per kind of problem (empty: none)."""
+    problems = []
+    for kind, keys in (('missing keys', missing),
+                       ('unexpected keys', unexpected),
+                       ('shape mismatch', mismatched)):
+        if keys:
+            problems.append(f'{kind} ({len(keys)}): {_listed(keys)}')
+    return problems
+
+
 def check_coverage(model: nn.Module, checkpoint: Any,
                    source: Optional[str] = None) -> None:
     """Raise unless `checkpoint` holds exactly the tensors of `model`.
@@ -118,17 +130,9 @@ def check_coverage(model: nn.Module, checkpoint: Any,
                   f'{tuple(target[k].shape)}' for k, v in state.items()
                   if k in target and hasattr(v, 'shape') and
                   tuple(v.shape) != tuple(target[k].shape)]
-    if not (missing or unexpected or mismatched):
+    problems = key_problems(missing, unexpected, mismatched)
+    if not problems:
         return
-    problems = []
-    if missing:
-        problems.append(f'missing keys ({len(missing)}): {_listed(missing)}')
-    if unexpected:
-        problems.append(f'unexpected keys ({len(unexpected)}): '
-                        f'{_listed(unexpected)}')
-    if mismatched:
-        problems.append(f'shape mismatch ({len(mismatched)}): '
-                        f'{_listed(mismatched)}')
     hint = _hint(state)
     raise CheckpointMismatchError(
         f'{source} does not cover {type(model).__name__}: '

@@ -10,6 +10,7 @@ import torch.nn as nn
 from ..models import ReXNet, ReXNetClassifier
 from ..models.variants import describe_state
 from ..utils.errors import CheckpointError, CheckpointMismatchError
+from .coverage import key_problems
 from .formats import StateDict, to_rexnet_det
 from .schemes import load_checkpoint_file
 
@@ -131,15 +132,7 @@ def load_pretrained(model: nn.Module,
                 f'{source} holds {ckpt_name}, but the model is '
                 f'{backbone.arch_spec.name}; build the model with the '
                 "checkpoint's width_mult/arch or pick the matching file")
-    problems = []
-    if missing:
-        problems.append(f'missing keys ({len(missing)}): {", ".join(missing)}')
-    if unexpected:
-        problems.append(f'unexpected keys ({len(unexpected)}): '
-                        f'{", ".join(unexpected)}')
-    if mismatched:
-        problems.append(f'shape mismatch ({len(mismatched)}): '
-                        f'{"; ".join(mismatched)}')
+    problems = key_problems(missing, unexpected, mismatched)
     if strict and problems:
         raise CheckpointMismatchError(
             f'{source} ({fmt} layout) does not fit {type(model).__name__} '
