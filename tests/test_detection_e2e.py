@@ -1,31 +1,24 @@
 """tools/train.py -> tools/test.py -> tools/analysis/coco_eval.py on a tiny
-generated dataset, for Mask R-CNN (bbox + segm) and SSDLite (bbox)."""
+generated dataset, for Mask R-CNN (bbox + segm) and SSDLite (bbox). The
+tools' main() run in-process (a subprocess would only add start-up time)."""
 import glob
-import importlib.util
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
+import uuid
 
 import pytest
 from pycocotools import mask as mask_utils
 
-from rexnet_det.datasets import make_synthetic_coco
 from rexnet_det.evaluation import METRIC_NAMES, evaluate_coco
+from tests.conftest import ROOT, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MASK_RCNN = 'configs/demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py'
-SSDLITE = 'configs/demo/ssdlite_rexnet-1.0x_shapes.py'
-# One thread per process: robust when other jobs share the CPU.
-ENV = dict(os.environ, OMP_NUM_THREADS='1')
+MASK_RCNN = osp.join(ROOT, 'configs/demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py')
+SSDLITE = osp.join(ROOT, 'configs/demo/ssdlite_rexnet-1.0x_shapes.py')
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('shapes'))
-    make_synthetic_coco(root, num_train=8, num_val=4, size=96, seed=0)
-    return root
+def data(make_shapes):
+    return make_shapes(8, 4, 96, 0)
 
 
 def data_options(root, batch_size=4):
@@ -35,15 +28,20 @@ def data_options(root, batch_size=4):
     opts += [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
              f'train_dataloader.batch_size={batch_size}',
              'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-             'default_hooks.checkpoint.interval=1']
+             'default_hooks.checkpoint.interval=1',
+             # Runners in one process share mmdet's visualizer (fixed name
+             # 'visualizer') and, within a second, the timestamp-named
+             # logger: give each run its own
+             f'experiment_name=e2e_{uuid.uuid4().hex[:12]}',
+             f'visualizer.name=e2e_{uuid.uuid4().hex[:12]}']
     return opts
 
 
-def run(args, timeout=600):
-    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
-    return proc.stdout
+def run(capsys, tool, args):
+    """Run tools/<tool>'s main(args) in-process; return what it printed."""
+    capsys.readouterr()
+    load_tool(tool).main(args)
+    return capsys.readouterr().out
 
 
 def val_scalars(work_dir):
@@ -62,9 +60,9 @@ def table_rows(text):
                                                                    'AR @'))]
 
 
-def test_mask_rcnn_train_test_and_coco_eval(data, tmp_path):
+def test_mask_rcnn_train_test_and_coco_eval(data, tmp_path, capsys):
     work = str(tmp_path / 'mask_rcnn')
-    run(['tools/train.py', MASK_RCNN, '--work-dir', work, '--cfg-options']
+    run(capsys, 'train.py', [MASK_RCNN, '--work-dir', work, '--cfg-options']
         + data_options(data))
     logged = val_scalars(work)
     for iou_type in ('bbox', 'segm'):
@@ -77,8 +75,9 @@ def test_mask_rcnn_train_test_and_coco_eval(data, tmp_path):
     assert osp.isfile(ckpt)
 
     out = str(tmp_path / 'results.json')
-    test_out = run(['tools/test.py', MASK_RCNN, ckpt, '--work-dir', work,
-                    '--out', out, '--cfg-options'] + data_options(data))
+    test_out = run(capsys, 'test.py', [MASK_RCNN, ckpt, '--work-dir', work,
+                                       '--out', out, '--cfg-options'] +
+                   data_options(data))
     with open(out) as f:
         results = json.load(f)
     assert results, 'the model predicted nothing'
@@ -89,8 +88,8 @@ def test_mask_rcnn_train_test_and_coco_eval(data, tmp_path):
     assert len(test_rows) == 12
 
     ann = osp.join(data, 'annotations/instances_val.json')
-    eval_out = run(['tools/analysis/coco_eval.py', out, ann, '--types',
-                    'bbox', 'segm'])
+    eval_out = run(capsys, 'analysis/coco_eval.py',
+                   [out, ann, '--types', 'bbox', 'segm'])
     assert table_rows(eval_out) == test_rows
     # ... and both agree with the Runner's own CocoMetric (3 decimals);
     # Mask R-CNN keeps <= 100 detections, so maxDets do not matter.
@@ -105,17 +104,25 @@ def test_mask_rcnn_train_test_and_coco_eval(data, tmp_path):
                 (value == -1 and expected == -1), (iou_type, ours)
 
 
-def test_ssdlite_validates_with_coco_metrics(data, tmp_path):
+def test_ssdlite_validates_with_coco_metrics(data, tmp_path, capsys):
     """SSDLite runs validation (SSDLiteHead; stock SSDHead raises, see
-    tests/test_configs.py) and reports COCO bbox metrics."""
+    tests/test_upstream.py) and reports COCO bbox metrics."""
     work = str(tmp_path / 'ssdlite')
-    run(['tools/train.py', SSDLITE, '--work-dir', work, '--cfg-options']
+    run(capsys, 'train.py', [SSDLITE, '--work-dir', work, '--cfg-options']
         + data_options(data))
     logged = val_scalars(work)
     names = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
     assert all(f'coco/bbox_{n}' in logged for n in names)
     assert 'coco/segm_mAP' not in logged
-    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    ckpt = osp.join(work, 'epoch_1.pth')
+    out = str(tmp_path / 'results.json')
+    run(capsys, 'test.py', [SSDLITE, ckpt, '--work-dir', work, '--out', out,
+                            '--cfg-options'] + data_options(data))
+    with open(out) as f:
+        results = json.load(f)
+    assert results, 'the model predicted nothing'
+    assert {'bbox', 'score'} <= set(results[0]) and \
+        'segmentation' not in results[0]
 
 
 def _gt_as_results(ann_file, jitter=0.0):
@@ -164,16 +171,8 @@ def test_coco_eval_errors(data, tmp_path):
     assert evaluate_coco([], ann)['bbox'] == {n: 0.0 for n in METRIC_NAMES}
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tool_arguments_match_mmdet(tmp_path):
-    train = _load_tool('train')
+    train = load_tool('train.py')
     args = train.parse_args([MASK_RCNN, '--resume'])
     assert args.resume == 'auto'
     cfg = train.build_cfg(args)
@@ -193,7 +192,7 @@ def test_tool_arguments_match_mmdet(tmp_path):
                        'no.py'):
         train.build_cfg(train.parse_args(['no.py']))
 
-    test = _load_tool('test')
+    test = load_tool('test.py')
     ckpt = tmp_path / 'c.pth'
     ckpt.write_bytes(b'')
     cfg = test.build_cfg(test.parse_args(
