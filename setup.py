@@ -37,6 +37,7 @@ setup(
     # top-level configs/) so `rexnet_det::...` bases resolve after install.
     package_data={'rexnet_det': ['.mim/configs/*/*.py', '.mim/configs/*.py',
                                  '.mim/configs/*/*/*.py',
+                                 '.mim/configs/*.yml',
                                  '.mim/model-index.yml']},
     include_package_data=True,
     install_requires=[

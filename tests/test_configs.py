@@ -210,3 +210,39 @@ def test_reliability_settings_everywhere(name):
         if dataset.type in ('RepeatDataset', 'ClassBalancedDataset'):
             dataset = dataset.dataset
         assert dataset.type == 'CheckedCocoDataset', (split, dataset.type)
+
+
+def test_metafile_lists_every_coco_config():
+    """configs/metafile.yml (OpenMMLab model-index format): one entry per
+    COCO config, parameter counts as built, paper figures kept apart."""
+    from mmengine.fileio import load as load_file
+    meta = load_file(osp.join(CONFIG_DIR, 'metafile.yml'))
+    models = {m['Config']: m for m in meta['Models']}
+    coco = {f'configs/{c}' for c in CONFIGS if not c.startswith('demo/')}
+    assert coco and set(models) == coco
+    for path, model in models.items():
+        assert model['Name'] == osp.splitext(osp.basename(path))[0]
+        assert model['Results'] == [] and model['Weights'] is None
+        cfg = load(path[len('configs/'):])
+        built = MODELS.build(cfg.model)
+        params = sum(p.numel() for p in built.parameters()) / 1e6
+        assert model['Metadata']['Parameters'] == f'{params:.2f}M', path
+    paper = {m['Name']: m['Paper Results'] for m in meta['Models']
+             if 'Paper Results' in m}
+    assert paper['mask-rcnn_rexnet-1.0x_fpn_1x_coco'][1]['Metrics'][
+        'mask AP'] == 35.4
+    assert paper['faster-rcnn_rexnet-1.0x_fpn_1x_coco'][0]['Metrics'][
+        'box AP'] == 38.5
+
+
+def test_scope_configs_resolve_through_the_metafile(tmp_path):
+    """mmengine finds `rexnet_det::` configs through .mim/model-index.yml."""
+    from mmengine.config.utils import _get_cfg_metainfo
+
+    from rexnet_det.utils.configs import PACKAGE_DIR
+    name = 'mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_coco.py'
+    entry = _get_cfg_metainfo(PACKAGE_DIR, name)
+    assert entry['Config'] == f'configs/{name}'
+    (tmp_path / 'mine.py').write_text(f"_base_ = ['rexnet_det::{name}']\n")
+    assert Config.fromfile(str(tmp_path / 'mine.py')).model.neck \
+        .in_channels == [38, 61, 128, 185]

@@ -86,12 +86,13 @@ def test_wheel_ships_every_config(installed):
     wheel, _ = installed
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {n.split('.mim/configs/', 1)[1] for n in names
-               if '.mim/configs/' in n}
+               if '.mim/configs/' in n and n.endswith('.py')}
     in_repo = {osp.relpath(p, osp.join(ROOT, 'configs'))
                for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
                                   recursive=True)}
     assert in_repo and shipped == in_repo
     assert 'rexnet_det/.mim/model-index.yml' in names
+    assert 'rexnet_det/.mim/configs/metafile.yml' in names
 
 
 def test_train_test_analysis_from_another_folder(installed, tmp_path):
