@@ -48,6 +48,7 @@ setup(
         'pycocotools>=2.0.6',
         'numpy>=1.23',
     ],
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={'tests': read_requirements('tests.txt'),
+                    'deploy': read_requirements('deploy.txt')},
     zip_safe=False,
 )

@@ -33,6 +33,9 @@ def check_imports() -> None:
     import mmengine  # noqa: F401
     import torch  # noqa: F401
     from mmcv.ops import RoIAlign, nms  # noqa: F401  compiled ops
+    import onnx  # noqa: F401  the deploy extra
+    import onnxruntime  # noqa: F401
+    import openvino  # noqa: F401
     import rexnet_det  # noqa: F401
 
 

@@ -54,9 +54,9 @@ else
         || fail "$MMCV_SPEC installed without compiled ops; if torch changed, rebuild with: $VENV/bin/pip install --no-cache-dir --no-build-isolation $MMCV_SPEC (MMCV_WITH_OPS=1)"
 fi
 
-say "installing mmengine, mmdet and rexnet_det[tests]"
+say "installing mmengine, mmdet and rexnet_det[tests,deploy] (onnx, onnxruntime, openvino)"
 "${PIP[@]}" -r requirements/runtime.txt || fail "could not install requirements/runtime.txt"
-"${PIP[@]}" --no-build-isolation -e ".[tests]" || fail "could not install rexnet_det"
+"${PIP[@]}" --no-build-isolation -e ".[tests,deploy]" || fail "could not install rexnet_det"
 
 check_env || fail "the environment does not import cleanly (see above)"
 fingerprint > "$STAMP"

@@ -1,0 +1,250 @@
+"""End-to-end latency of a detector: PyTorch predict vs its ONNX export on
+onnxruntime and OpenVINO, image in, boxes in image pixels out.
+
+Every row starts from the same decoded BGR image and includes the same
+work: resize and normalisation, the network, decoding, NMS and rescaling
+to the image. PyTorch runs mmdet's ``inference_detector`` with the
+config's test pipeline (built once); the exported rows run
+:class:`~rexnet_det.deploy.detector.DeployedDetector`. Models have random
+weights made busy (:func:`busy_weights`): every level fills ``nms_pre`` and
+every image ``max_per_img``, so post-processing is at its full load.
+
+All rows of one thread count are timed round by round in rotating order
+(:func:`~rexnet_det.analysis.timing.measure`); ratios are medians of
+per-round ratios. A model is one line of :data:`DEFAULT_MODELS`; a
+transformed variant (e.g. channel-aligned) is one more line with its
+``transforms``.
+"""
+import json
+import os
+import os.path as osp
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..deploy.detector import DeployedDetector
+from ..deploy.detector.export import export_wrapper, make_meta
+from ..deploy.detector.single_stage import SingleStageExport
+from ..deploy.detector.verify import ready_for_inference, with_test_size
+from .busy_weights import busy_weights
+from .detectors import (MBV2_SSDLITE, REXNET_SSDLITE, build_detector,
+                        load_config)
+from .flops import count_complexity
+from .timing import Case, measure, paired_ratio
+
+RUNTIME_NAMES = {'pytorch': 'PyTorch', 'ort': 'onnxruntime',
+                 'openvino': 'OpenVINO'}
+#: Targets of issue #11 for the deployed subject vs its PyTorch predict and
+#: vs the deployed peer (latency over MAC ratio).
+TARGET_SPEEDUP = 2.0
+TARGET_PER_FLOP = 1.1
+#: malloc settings for reproducible eager timings (set before start-up).
+PINNED_MALLOC = {'MALLOC_MMAP_THRESHOLD_': str(2**30),
+                 'MALLOC_TRIM_THRESHOLD_': str(2**31)}
+
+
+@dataclass
+class LatencyModel:
+    """One model of the benchmark.
+
+    Attributes:
+        label (str): Row name.
+        config (str): Its config.
+        transforms (tuple): ``nn.Module -> nn.Module`` callables applied to
+            the eval-mode detector before timing and export.
+        peer (bool): The reference the per-FLOP target compares with.
+    """
+    label: str
+    config: str
+    transforms: Tuple[Callable[[nn.Module], nn.Module], ...] = ()
+    peer: bool = False
+
+
+DEFAULT_MODELS = (
+    LatencyModel('SSDLite-ReXNet-1.0x', REXNET_SSDLITE),
+    LatencyModel('SSDLite-MobileNetV2', MBV2_SSDLITE, peer=True),
+    # A transformed row is one line, e.g.:
+    # LatencyModel('SSDLite-ReXNet-1.0x aligned', REXNET_SSDLITE,
+    #              (align_channels, )),
+)
+
+
+@dataclass
+class PreparedModel:
+    """A model built, made busy, transformed and exported."""
+    spec: LatencyModel
+    detector: nn.Module
+    pipeline: Any
+    onnx_path: str
+    macs: int
+    params: int
+
+
+class _Network(nn.Module):
+    """Backbone, neck and head up to the raw outputs (what FLOPs count)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, x):
+        cls_scores, bbox_preds = self.detector.bbox_head(
+            self.detector.extract_feat(x))
+        return tuple(cls_scores) + tuple(bbox_preds)
+
+
+def prepare_model(spec: LatencyModel, size: int, out_dir: str,
+                  seed: int = 0) -> PreparedModel:
+    """Build `spec` at ``size x size`` with busy random weights, apply its
+    transforms and export it to ``out_dir``."""
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+    cfg = load_config(spec.config)
+    detector = busy_weights(build_detector(cfg), size, size, seed)
+    for transform in spec.transforms:
+        detector = transform(detector).eval()
+    wrapper = SingleStageExport(detector).eval()
+    meta = make_meta(cfg, wrapper, {}, (size, size), False,
+                     dict(config=spec.config, checkpoint='busy random'))
+    path = osp.join(out_dir, f'{spec.label.replace(" ", "_")}.onnx')
+    export_wrapper(wrapper, meta, path)
+    model = ready_for_inference(detector,
+                                with_test_size(cfg, [size, size]))
+    steps = get_test_pipeline_cfg(model.cfg.copy())
+    steps[0].type = 'mmdet.LoadImageFromNDArray'
+    with torch.no_grad():
+        counted = count_complexity(_Network(model).eval(),
+                                   (torch.zeros(1, 3, size, size), ))
+    return PreparedModel(spec, model.eval(), Compose(steps), path,
+                         counted['macs'], counted['params'])
+
+
+def _cases(models: Sequence[PreparedModel], runtimes: Sequence[str],
+           threads: int, image: np.ndarray) -> List[Case]:
+    from mmdet.apis import inference_detector
+    cases = []
+    for prepared in models:
+        for runtime in runtimes:
+            info = dict(model=prepared.spec.label, runtime=runtime,
+                        threads=threads, macs=prepared.macs)
+            if runtime == 'pytorch':
+                def fn(p=prepared):
+                    return inference_detector(p.detector, image,
+                                              test_pipeline=p.pipeline)
+            else:
+                deployed = DeployedDetector(prepared.onnx_path, runtime,
+                                            threads)
+                fn = (lambda d=deployed: d.predict(image))
+            cases.append(Case(f'{prepared.spec.label} | {runtime} | '
+                              f'{threads}t', fn, 1, info))
+    return cases
+
+
+@dataclass
+class LatencyResult:
+    """Timings of one benchmark run."""
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    targets: List[Dict[str, Any]] = field(default_factory=list)
+
+
+def run_latency(models: Sequence[PreparedModel], image: np.ndarray,
+                threads: Sequence[int] = (1, 2),
+                runtimes: Sequence[str] = ('pytorch', 'ort', 'openvino'),
+                rounds: int = 7, calls: int = 5) -> LatencyResult:
+    """Time every model on every runtime, per thread count, interleaved."""
+    result = LatencyResult()
+    peer = next((m for m in models if m.spec.peer), None)
+    for count in threads:
+        torch.set_num_threads(count)
+        cases = _cases(models, runtimes, count, image)
+        timings = measure(cases, rounds, calls, warmup=2)
+        by_key = {(t.case.info['model'], t.case.info['runtime']): t
+                  for t in timings.values()}
+        for t in timings.values():
+            medians = [m * 1e3 for m in t.round_medians()]
+            walls = [w * 1e3 for r in t.wall for w in r]
+            result.rows.append(dict(t.case.info, ms=statistics.median(walls),
+                                    ms_min=min(medians), ms_max=max(medians)))
+        for prepared in models:
+            label = prepared.spec.label
+            for runtime in runtimes:
+                if runtime == 'pytorch':
+                    continue
+                mine = by_key[(label, runtime)]
+                if 'pytorch' in runtimes:
+                    speedup = paired_ratio(by_key[(label, 'pytorch')], mine)
+                    result.targets.append(dict(
+                        kind='speedup vs own PyTorch predict', model=label,
+                        runtime=runtime, threads=count, **speedup,
+                        target=TARGET_SPEEDUP,
+                        met=speedup['median'] >= TARGET_SPEEDUP))
+                if peer is not None and prepared is not peer:
+                    ratio = paired_ratio(mine, by_key[(peer.spec.label,
+                                                       runtime)])
+                    flop_ratio = prepared.macs / peer.macs
+                    per_flop = {k: v / flop_ratio for k, v in ratio.items()
+                                if k != 'rounds'}
+                    result.targets.append(dict(
+                        kind=f'latency / (MAC ratio x {peer.spec.label})',
+                        model=label, runtime=runtime, threads=count,
+                        latency_ratio=ratio['median'],
+                        flop_ratio=flop_ratio, **per_flop,
+                        target=TARGET_PER_FLOP,
+                        met=per_flop['median'] <= TARGET_PER_FLOP))
+    return result
+
+
+def format_latency(result: LatencyResult) -> str:
+    """A markdown table of the rows and one line per target."""
+    lines = ['| model | runtime | threads | GMACs | latency ms, median '
+             '[min-max of round medians] |', '|---|---|---|---|---|']
+    for r in result.rows:
+        lines.append(f'| {r["model"]} | {RUNTIME_NAMES[r["runtime"]]} | '
+                     f'{r["threads"]} | {r["macs"] / 1e9:.3f} | '
+                     f'{r["ms"]:.1f} [{r["ms_min"]:.1f}-{r["ms_max"]:.1f}] |')
+    lines.append('')
+    for t in result.targets:
+        op = '>=' if t['kind'].startswith('speedup') else '<='
+        extra = (f' (latency ratio {t["latency_ratio"]:.3f}, MAC ratio '
+                 f'{t["flop_ratio"]:.3f})' if 'flop_ratio' in t else '')
+        lines.append(f'{t["model"]}, {RUNTIME_NAMES[t["runtime"]]}, '
+                     f'{t["threads"]} thread(s): {t["kind"]} = '
+                     f'{t["median"]:.3f} [{t["min"]:.3f}-{t["max"]:.3f}]'
+                     f'{extra}; target {op} {t["target"]:g}: '
+                     f'{"met" if t["met"] else "MISSED"}')
+    return '\n'.join(lines)
+
+
+def profile_ort(path: str, image: np.ndarray, threads: int = 1,
+                runs: int = 20) -> Dict[str, float]:
+    """onnxruntime's own profile of `path`: milliseconds per run by op type
+    (after graph optimisation: ``NchwcConv`` is the blocked-layout conv,
+    ``Conv`` the plain NCHW one)."""
+    import onnxruntime as ort
+    detector = DeployedDetector(path, 'ort', threads)
+    batch = detector.prepare(image).input[None]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options.enable_profiling = True
+    options.profile_file_prefix = osp.join(osp.dirname(osp.abspath(path)),
+                                           'ort_profile')
+    session = ort.InferenceSession(path, options,
+                                   providers=['CPUExecutionProvider'])
+    for _ in range(runs):
+        session.run(None, {'input': batch})
+    trace = session.end_profiling()
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    totals: Dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.get('cat') == 'Node' and event['name'].endswith(
+                '_kernel_time'):
+            totals[event['args']['op_name']] += event['dur'] / 1e3 / runs
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))

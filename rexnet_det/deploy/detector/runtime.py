@@ -1,0 +1,214 @@
+"""Run an exported detector with onnxruntime or OpenVINO.
+
+:class:`DeployedDetector` reads the file's :class:`DeployMeta`, prepares
+images exactly as the config's test pipeline does (mmcv resize, BGR -> RGB),
+runs the graph and maps the boxes back to the original image. It needs
+numpy, mmcv, onnx and one of the two runtimes; not torch or mmdet.
+"""
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .metadata import DeployMeta
+from .resize import PreparedImage
+
+RUNTIMES = ('ort', 'openvino')
+Image = Union[str, os.PathLike, np.ndarray]
+
+
+class RuntimeNotInstalledError(ImportError):
+    """The requested inference runtime is not installed."""
+
+
+@dataclass
+class Detections:
+    """Detections of one image, in original-image pixels.
+
+    Attributes:
+        bboxes (np.ndarray): ``[n, 4]`` float32 (x1, y1, x2, y2).
+        scores (np.ndarray): ``[n]`` float32, descending.
+        labels (np.ndarray): ``[n]`` int64 indices into the class names.
+    """
+    bboxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def read_image(image: Image) -> np.ndarray:
+    """A BGR uint8 ``[h, w, 3]`` image from a path or an array.
+
+    Files are decoded as the test pipeline's ``LoadImageFromFile`` does
+    (grayscale and RGBA become 3-channel BGR).
+
+    Raises:
+        ImageLoadError: A file that is missing or cannot be decoded (named).
+        ValueError: An array that is not ``[h, w, 3]`` uint8.
+    """
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f'image array must be BGR uint8 [h, w, 3], got '
+                             f'{image.dtype} {list(image.shape)}')
+        return image
+    from ...datasets import CheckedLoadImageFromFile
+    return CheckedLoadImageFromFile()(dict(img_path=os.fspath(image)))['img']
+
+
+def _onnx_metadata(path: str) -> dict:
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+class _OrtSession:
+    def __init__(self, path: str, threads: int) -> None:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Busy-waiting threads steal the CPU from each other on a shared
+        # or small machine; it buys nothing at these sizes.
+        options.add_session_config_entry('session.intra_op.allow_spinning',
+                                         '0')
+        self.session = ort.InferenceSession(
+            path, options, providers=['CPUExecutionProvider'])
+
+    def __call__(self, batch: np.ndarray) -> List[np.ndarray]:
+        return self.session.run(None, {'input': batch})
+
+
+class _OpenVinoSession:
+    def __init__(self, path: str, threads: int) -> None:
+        import openvino as ov
+        core = ov.Core()
+        # f32: the CPU plugin's default on AVX-512 (bf16) moves boxes.
+        config = {'INFERENCE_PRECISION_HINT': 'f32'}
+        if threads:
+            config['INFERENCE_NUM_THREADS'] = threads
+        self.compiled = core.compile_model(core.read_model(path), 'CPU',
+                                           config)
+        self.request = self.compiled.create_infer_request()
+        self.outputs = [self.compiled.output(n) for n in ('dets', 'labels')]
+
+    def __call__(self, batch: np.ndarray) -> List[np.ndarray]:
+        result = self.request.infer({'input': batch})
+        return [np.asarray(result[o]) for o in self.outputs]
+
+
+def open_session(path: str, runtime: str = 'ort', threads: int = 0):
+    """A callable ``batch -> [dets, labels]`` for `path` on `runtime`.
+
+    Raises:
+        ValueError: Unknown `runtime`.
+        RuntimeNotInstalledError: Its package is missing.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f'runtime must be one of {RUNTIMES}, got '
+                         f'{runtime!r}')
+    package = 'onnxruntime' if runtime == 'ort' else 'openvino'
+    try:
+        __import__(package)
+    except ImportError:
+        raise RuntimeNotInstalledError(
+            f'runtime {runtime!r} needs the {package} package, which is not '
+            f'installed; install it with pip install "rexnet_det[deploy]" '
+            f'(or pip install {package}), or pick another --runtime') \
+            from None
+    return (_OrtSession if runtime == 'ort' else _OpenVinoSession)(
+        path, threads)
+
+
+class DeployedDetector:
+    """An exported detector, ready to predict on images.
+
+    Args:
+        path (str | PathLike): ``.onnx`` file from :func:`export_detector`.
+        runtime (str): ``'ort'`` (onnxruntime) or ``'openvino'``.
+            Default: ``'ort'``.
+        threads (int): Intra-op threads (0: the runtime's default).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        NotADeployedDetectorError: The file lacks our metadata.
+        RuntimeNotInstalledError: The runtime is not installed.
+
+    Example:
+        >>> detector = DeployedDetector('ssdlite.onnx', runtime='openvino')
+        >>> result = detector.predict('demo.jpg')
+        >>> result.bboxes.shape, detector.classes[result.labels[0]]
+        ((12, 4), 'person')
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], runtime: str = 'ort',
+                 threads: int = 0) -> None:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'model file not found: {path}')
+        self.path, self.runtime = path, runtime
+        self.meta = DeployMeta.from_props(_onnx_metadata(path), path)
+        self.session = open_session(path, runtime, threads)
+
+    @property
+    def classes(self) -> List[str]:
+        return self.meta.classes
+
+    def prepare(self, image: Image) -> PreparedImage:
+        """Read and resize one image into the graph's input."""
+        return self.meta.resize.apply(read_image(image))
+
+    def infer(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Run the graph on a prepared ``[N, 3, H, W]`` batch.
+
+        Returns:
+            tuple: Raw ``dets [N, K, 5]`` and ``labels [N, K]`` (input
+            pixels, empty slots included).
+        """
+        expected = [3] + self.meta.resize.size
+        if batch.ndim != 4 or list(batch.shape[1:]) != expected:
+            raise ValueError(f'{self.path} takes [N, {", ".join(map(str, expected))}] '
+                             f'input, got {list(batch.shape)}')
+        if batch.shape[0] != 1 and not self.meta.dynamic_batch:
+            raise ValueError(f'{self.path} was exported for batch 1, got '
+                             f'{batch.shape[0]}; export with '
+                             '--dynamic-batch')
+        dets, labels = self.session(np.ascontiguousarray(batch, np.float32))
+        return dets, labels
+
+    def postprocess(self, dets: np.ndarray, labels: np.ndarray,
+                    prepared: PreparedImage) -> Detections:
+        """One image's filled slots, mapped back to the original image."""
+        filled = labels >= 0
+        boxes = dets[filled, :4]
+        if self.meta.resize.mode == 'keep_ratio':
+            # mmdet clamps to the resized image, not to the padded canvas;
+            # boxes that lay entirely in the padding vanish.
+            h, w = prepared.img_shape
+            boxes = np.minimum(boxes, np.array([w, h, w, h], np.float32))
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        sx, sy = prepared.scale_factor
+        # As mmdet's scale_boxes: multiply by the float32 reciprocal.
+        boxes = boxes[keep] * np.array([1 / sx, 1 / sy, 1 / sx, 1 / sy],
+                                       np.float32)
+        return Detections(boxes.astype(np.float32),
+                          dets[filled, 4][keep].astype(np.float32),
+                          labels[filled][keep].astype(np.int64))
+
+    def predict(self, image: Image) -> Detections:
+        """Detections on one image (BGR array or path), in its pixels."""
+        prepared = self.prepare(image)
+        dets, labels = self.infer(prepared.input[None])
+        return self.postprocess(dets[0], labels[0], prepared)
+
+    def predict_batch(self, images: Sequence[Image]) -> List[Detections]:
+        """:meth:`predict` on several images in one run (needs a
+        ``--dynamic-batch`` export for more than one)."""
+        prepared = [self.prepare(image) for image in images]
+        if not prepared:
+            return []
+        dets, labels = self.infer(np.stack([p.input for p in prepared]))
+        return [self.postprocess(d, lab, p)
+                for d, lab, p in zip(dets, labels, prepared)]

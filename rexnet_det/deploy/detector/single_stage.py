@@ -1,0 +1,186 @@
+"""A single-stage detector as one traceable module: image in, boxes out.
+
+:class:`SingleStageExport` wraps an mmdet ``SingleStageDetector`` whose head
+predicts with mmdet's generic dense-head post-processing
+(``BaseDenseHead._predict_by_feat_single``): SSD / SSDLite (softmax with the
+background class last, mmdet's ``SSDHead`` and our ``SSDLiteHead``) and
+RetinaNet (sigmoid). It computes from the head's raw outputs, so mmdet
+3.3.0's broken ``SSDHead.predict`` never runs, and reproduces that
+post-processing step by step:
+
+1. per level, class scores (softmax without background, or sigmoid);
+2. per level, the ``nms_pre`` best (prior, class) pairs above ``score_thr``;
+3. decoding of their deltas against the head's own anchors, clamped to the
+   input;
+4. boxes no wider / taller than ``min_bbox_size`` dropped;
+5. per-class NMS (mmcv's class-offset ``batched_nms``) and the
+   ``max_per_img`` best, in fixed output slots.
+
+Called in PyTorch it gives what the exported graph gives.
+"""
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .ops import (InputNormalizer, batched_nms_fixed, delta_xywh_decode,
+                  gather_rows, select_candidates)
+
+#: Output names (as mmdeploy's, so existing clients fit).
+OUTPUT_NAMES = ('dets', 'labels')
+
+
+class UnsupportedDetectorError(NotImplementedError):
+    """A detector, head, coder or setting the ONNX export cannot express."""
+
+
+def _test_cfg(head: nn.Module) -> Dict:
+    cfg = head.test_cfg
+    if cfg is None:
+        raise UnsupportedDetectorError(
+            f'{type(head).__name__} has no test_cfg; set model.test_cfg '
+            '(score_thr, nms, nms_pre, max_per_img) in the config')
+    nms = cfg.get('nms')
+    if nms is None or nms.get('type', 'nms') != 'nms':
+        raise UnsupportedDetectorError(
+            f'test_cfg.nms must be dict(type=\'nms\', iou_threshold=...), got '
+            f'{nms!r} (soft-NMS and NMS-free heads are not exportable)')
+    if nms.get('class_agnostic', False):
+        raise UnsupportedDetectorError('class_agnostic NMS is not supported')
+    if cfg.get('min_bbox_size', -1) > 0:
+        # mmdet applies it to boxes rescaled to the original image, whose
+        # size the graph does not see.
+        raise UnsupportedDetectorError(
+            f'test_cfg.min_bbox_size={cfg.min_bbox_size} > 0 is not '
+            'supported (0 or -1 are)')
+    return dict(score_thr=float(cfg.get('score_thr', 0)),
+                nms_pre=int(cfg.get('nms_pre', -1)),
+                iou_threshold=float(nms['iou_threshold']),
+                max_per_img=int(cfg.get('max_per_img', 100)),
+                min_bbox_size=float(cfg.get('min_bbox_size', -1)))
+
+
+def check_single_stage(detector: nn.Module) -> None:
+    """Raise :class:`UnsupportedDetectorError` unless
+    :class:`SingleStageExport` reproduces `detector`'s predict."""
+    from mmdet.models.dense_heads import AnchorHead
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+    from mmdet.models.detectors import SingleStageDetector
+    from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
+    name = type(detector).__name__
+    if not isinstance(detector, SingleStageDetector):
+        kind = 'two-stage' if hasattr(detector, 'roi_head') else 'this kind'
+        raise UnsupportedDetectorError(
+            f'{kind} export not supported yet: {name} is not a '
+            'SingleStageDetector')
+    head = detector.bbox_head
+    generic = all(getattr(type(head), f) is getattr(BaseDenseHead, f)
+                  for f in ('predict_by_feat', '_predict_by_feat_single',
+                            '_bbox_post_process'))
+    if not isinstance(head, AnchorHead) or not generic:
+        raise UnsupportedDetectorError(
+            f'{name}.bbox_head is {type(head).__name__}; export supports '
+            'anchor heads with mmdet\'s generic dense-head predict (SSDHead, '
+            'SSDLiteHead, RetinaHead, AnchorHead)')
+    if getattr(getattr(head, 'loss_cls', None), 'custom_cls_channels',
+               False):
+        raise UnsupportedDetectorError(
+            f'{type(head).__name__} uses a loss with custom class channels')
+    if type(head.bbox_coder) is not DeltaXYWHBBoxCoder:
+        raise UnsupportedDetectorError(
+            f'{type(head).__name__}.bbox_coder is '
+            f'{type(head.bbox_coder).__name__}; only DeltaXYWHBBoxCoder is '
+            'supported')
+    _test_cfg(head)
+
+
+class SingleStageExport(nn.Module):
+    """RGB 0-255 ``[N, 3, H, W]`` in, ``dets [N, K, 5]``, ``labels [N, K]``
+    out, with ``K = test_cfg.max_per_img``.
+
+    ``dets`` rows are (x1, y1, x2, y2, score) in input pixels, in descending
+    score order; empty slots have box and score 0 and label -1.
+
+    Args:
+        detector (nn.Module): An eval-mode mmdet ``SingleStageDetector``
+            (see :func:`check_single_stage`). Shared, not copied.
+
+    Raises:
+        UnsupportedDetectorError: The detector cannot be expressed.
+
+    Example:
+        >>> wrapper = SingleStageExport(detector.eval())
+        >>> dets, labels = wrapper(torch.rand(1, 3, 320, 320) * 255)
+        >>> dets.shape, labels.shape
+        (torch.Size([1, 200, 5]), torch.Size([1, 200]))
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        check_single_stage(detector)
+        self.detector = detector
+        self.cfg = _test_cfg(detector.bbox_head)
+        pre = detector.data_preprocessor
+        # DetDataPreprocessor flips loaded (BGR) images when bgr_to_rgb (or
+        # rgb_to_bgr) is set; without a flip the network sees BGR.
+        self.normalizer = InputNormalizer(
+            pre.mean.flatten().tolist() if pre._enable_normalize else
+            [0., 0., 0.],
+            pre.std.flatten().tolist() if pre._enable_normalize else
+            [1., 1., 1.], network_bgr=not pre._channel_conversion)
+        self._priors: Dict[Tuple, List[Tensor]] = {}
+
+    @property
+    def head(self) -> nn.Module:
+        return self.detector.bbox_head
+
+    def priors(self, sizes: List[Tuple[int, int]], like: Tensor
+               ) -> List[Tensor]:
+        """The head's anchors per level (fixed by the feature sizes, so
+        they become constants of the graph)."""
+        key = tuple(sizes)
+        if key not in self._priors:
+            self._priors[key] = self.head.prior_generator.grid_priors(
+                sizes, dtype=like.dtype, device=like.device)
+        return self._priors[key]
+
+    def class_scores(self, logits: Tensor) -> Tensor:
+        """``[B, P, C]`` scores from ``[B, P, cls_out_channels]`` logits."""
+        if self.head.use_sigmoid_cls:
+            return logits.sigmoid()
+        return logits.softmax(-1)[..., :-1]  # background is the last class
+
+    def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        height, width = int(images.shape[2]), int(images.shape[3])
+        feats = self.detector.extract_feat(self.normalizer(images))
+        cls_scores, bbox_preds = self.head(feats)
+        sizes = [(int(s.shape[2]), int(s.shape[3])) for s in cls_scores]
+        batch = images.shape[0]
+        cfg = self.cfg
+        mlvl = []
+        for logits, deltas, priors in zip(cls_scores, bbox_preds,
+                                          self.priors(sizes, images)):
+            logits = logits.permute(0, 2, 3, 1).reshape(
+                batch, -1, self.head.cls_out_channels)
+            deltas = deltas.permute(0, 2, 3, 1).reshape(batch, -1, 4)
+            scores, prior_index, labels, valid = select_candidates(
+                self.class_scores(logits), cfg['score_thr'], cfg['nms_pre'])
+            mlvl.append((scores, labels, valid,
+                         gather_rows(deltas, prior_index),
+                         priors[prior_index]))
+        scores, labels, valid, deltas, priors = (torch.cat(x, 1)
+                                                 for x in zip(*mlvl))
+        coder = self.head.bbox_coder
+        boxes = delta_xywh_decode(
+            priors, deltas, (height, width), coder.means, coder.stds,
+            clip_border=coder.clip_border,
+            add_ctr_clamp=coder.add_ctr_clamp, ctr_clamp=coder.ctr_clamp)
+        if cfg['min_bbox_size'] >= 0:
+            size = cfg['min_bbox_size']
+            wh = boxes[..., 2:] - boxes[..., :2]
+            valid = valid & (wh[..., 0] > size) & (wh[..., 1] > size)
+        dets, labels, _ = batched_nms_fixed(boxes, scores, labels, valid,
+                                            cfg['iou_threshold'],
+                                            cfg['max_per_img'])
+        return dets, labels

@@ -1,0 +1,190 @@
+"""Check an exported detector against mmdet's own inference.
+
+:func:`verify_detector` runs mmdet's ``inference_detector`` (the config's
+test pipeline, the model's ``predict``) and :class:`DeployedDetector` on
+every image of a COCO-format set and reports how many detections pair up
+(same label, IoU >= 0.98, score within 2e-3), the worst box difference in
+pixels, and the COCO bbox mAP of both.
+"""
+import copy
+import json
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+from mmengine.config import Config
+
+from ...evaluation import evaluate_coco
+from ..compare import DetectionMatch, match_detections
+from .export import build_detector, check_exportable_config, load_config
+from .runtime import DeployedDetector, Detections
+
+IOU_THR = 0.98
+SCORE_TOL = 2e-3
+
+
+@dataclass
+class VerifyReport:
+    """Deployed vs PyTorch on one image set.
+
+    Attributes:
+        images (int): Images compared.
+        match (DetectionMatch): Detection pairing over all images.
+        map_reference (float): COCO bbox mAP of mmdet's inference.
+        map_deployed (float): COCO bbox mAP of the deployed model.
+        metrics (dict): All 12 COCO metrics of both (``reference`` and
+            ``deployed``).
+    """
+    images: int
+    match: DetectionMatch
+    map_reference: float
+    map_deployed: float
+    metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        m = self.match
+        return (f'{self.images} images: {m.matched}/{max(m.reference, m.candidate)} '
+                f'detections matched ({m.fraction:.2%}; PyTorch '
+                f'{m.reference}, deployed {m.candidate}; same label, IoU >= '
+                f'{IOU_THR}, score within {SCORE_TOL:g}); worst box '
+                f'difference {m.worst_box_diff:.4f} px, worst score '
+                f'difference {m.worst_score_diff:.2e}; bbox mAP PyTorch '
+                f'{self.map_reference:.4f} vs deployed '
+                f'{self.map_deployed:.4f} (diff '
+                f'{self.map_deployed - self.map_reference:+.4f})')
+
+
+def _dataset_paths(cfg: Config) -> Tuple[str, str]:
+    """(annotation file, image folder) of the config's test set."""
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:
+        dataset = dataset.dataset
+    root = dataset.get('data_root', '') or ''
+    prefix = (dataset.get('data_prefix') or {}).get('img', '')
+    return osp.join(root, dataset.ann_file), osp.join(root, prefix)
+
+
+def with_test_size(cfg: Config, size: Optional[List[int]]) -> Config:
+    """A copy of `cfg` whose stretching test ``Resize`` goes to ``size``
+    (H, W), for a stretch export at another size than the config's.
+    Keep-ratio resizes are left alone."""
+    from mmdet.utils import get_test_pipeline_cfg
+    cfg = copy.deepcopy(cfg)
+    if size is not None:
+        for step in get_test_pipeline_cfg(cfg):
+            if str(step.get('type', '')).endswith('Resize') and \
+                    not step.get('keep_ratio', False):
+                step['scale'] = (size[1], size[0])
+    return cfg
+
+
+def ready_for_inference(model, cfg: Config):
+    """`model` (eval) ready for mmdet's ``inference_detector`` with `cfg`.
+
+    mmdet 3.3.0's ``SSDHead`` has no ``loss_cls`` and crashes in
+    ``predict``; it gets ``loss_cls = None`` (our ``SSDLiteHead``'s fix).
+    """
+    if not hasattr(model.bbox_head, 'loss_cls'):
+        model.bbox_head.loss_cls = None
+    model.cfg = cfg
+    return model.eval()
+
+
+def reference_model(cfg: Config, checkpoint: Optional[str],
+                    size: Optional[List[int]] = None):
+    """The PyTorch detector for ``inference_detector``, its test resize
+    stretched to `size` if given (see :func:`with_test_size`)."""
+    cfg = with_test_size(cfg, size)
+    model, _ = build_detector(cfg, checkpoint)
+    return ready_for_inference(model, cfg)
+
+
+def coco_results(detections: List[Detections], image_ids: List[int],
+                 cat_ids: List[int]) -> List[dict]:
+    """COCO results entries (xywh boxes) for evaluation."""
+    out = []
+    for det, image_id in zip(detections, image_ids):
+        for box, score, label in zip(det.bboxes, det.scores, det.labels):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            out.append(dict(image_id=int(image_id),
+                            category_id=int(cat_ids[int(label)]),
+                            bbox=[x1, y1, x2 - x1, y2 - y1],
+                            score=float(score)))
+    return out
+
+
+def _category_ids(ann: dict, classes: List[str], ann_file: str) -> List[int]:
+    by_name = {c['name']: c['id'] for c in ann.get('categories', [])}
+    missing = [c for c in classes if c not in by_name]
+    if missing:
+        raise ValueError(f'{ann_file} has no categories named {missing} '
+                         f'(the model\'s classes: {classes})')
+    return [by_name[c] for c in classes]
+
+
+def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
+                    model_path: str, ann_file: Optional[str] = None,
+                    img_dir: Optional[str] = None, runtime: str = 'ort',
+                    threads: int = 0, max_images: Optional[int] = None,
+                    progress: Optional[Callable[[int, int], None]] = None
+                    ) -> VerifyReport:
+    """Compare `model_path` with mmdet's inference of `config` +
+    `checkpoint` on a COCO-format image set.
+
+    Args:
+        config (str | Config): The config the file was exported from.
+        checkpoint (str, optional): Its checkpoint (None: random weights,
+            which will not match the file unless it was exported so too).
+        model_path (str): The exported ``.onnx`` file.
+        ann_file (str, optional): COCO annotations. Default: the config's
+            test set.
+        img_dir (str, optional): Folder of the images. Default: the
+            config's test set.
+        runtime (str): ``'ort'`` or ``'openvino'``. Default: ``'ort'``.
+        threads (int): Runtime and torch threads (0: defaults).
+        max_images (int, optional): Only the first images.
+        progress (callable, optional): Called with ``(done, total)``.
+
+    Returns:
+        VerifyReport: Matching and mAP of both.
+    """
+    import torch
+    from mmdet.apis import inference_detector
+    name = config if isinstance(config, str) else 'the config'
+    cfg = load_config(config)
+    check_exportable_config(cfg, name)
+    default_ann, default_dir = _dataset_paths(cfg)
+    ann_file, img_dir = ann_file or default_ann, img_dir or default_dir
+    if not osp.isfile(ann_file):
+        raise FileNotFoundError(f'annotation file not found: {ann_file}')
+    with open(ann_file) as f:
+        ann = json.load(f)
+    deployed = DeployedDetector(model_path, runtime, threads)
+    rule = deployed.meta.resize
+    model = reference_model(cfg, checkpoint, rule.size)
+    if threads:
+        torch.set_num_threads(threads)
+    images = ann['images'][:max_images] if max_images else ann['images']
+    cat_ids = _category_ids(ann, deployed.classes, ann_file)
+    match, reference, candidate = DetectionMatch(), [], []
+    for i, info in enumerate(images):
+        path = osp.join(img_dir, info['file_name'])
+        pred = inference_detector(model, path).pred_instances
+        ref = Detections(pred.bboxes.numpy(), pred.scores.numpy(),
+                         pred.labels.numpy())
+        dep = deployed.predict(path)
+        match = match + match_detections(
+            (ref.bboxes, ref.scores, ref.labels),
+            (dep.bboxes, dep.scores, dep.labels), IOU_THR, SCORE_TOL)
+        reference.append(ref)
+        candidate.append(dep)
+        if progress:
+            progress(i + 1, len(images))
+    ids = [info['id'] for info in images]
+    metrics = {name: evaluate_coco(coco_results(dets, ids, cat_ids),
+                                   ann_file)['bbox']
+               for name, dets in (('reference', reference),
+                                  ('deployed', candidate))}
+    return VerifyReport(len(images), match, metrics['reference']['AP'],
+                        metrics['deployed']['AP'], metrics)

@@ -1,0 +1,99 @@
+"""Latency of deployed detectors: PyTorch predict vs onnxruntime vs OpenVINO.
+
+SSDLite-ReXNet-1.0x and mmdet's SSDLite-MobileNetV2 at ``--size`` (320),
+batch 1, on 1 and 2 threads; every row goes from the same decoded BGR image
+to boxes in its pixels (resize and normalisation included). Rows of one
+thread count are timed in interleaved rounds; figures are medians with the
+min-max of the round medians. MACs (conv + linear multiply-adds of the
+network) come from mmengine's FlopAnalyzer. Prints the table and the issue
+#11 targets; ``--profile`` adds onnxruntime's time per op type. Random
+weights, made busy so NMS is fully loaded (rexnet_det/analysis/
+busy_weights.py). glibc malloc is pinned (the tool restarts itself with
+MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ set).
+
+Example::
+
+    python tools/deploy/benchmark.py --json work_dirs/deploy_latency.json
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import tempfile
+import warnings
+from typing import List, Optional
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+
+from rexnet_det.analysis.detector_latency import (  # noqa: E402
+    DEFAULT_MODELS, PINNED_MALLOC, format_latency, prepare_model,
+    profile_ort, run_latency)
+from rexnet_det.utils.io import atomic_write  # noqa: E402
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--size', type=int, default=320)
+    parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--runtimes', nargs='+',
+                        choices=['pytorch', 'ort', 'openvino'],
+                        default=['pytorch', 'ort', 'openvino'])
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--calls', type=int, default=5,
+                        help='timed calls per case and round')
+    parser.add_argument('--profile', action='store_true',
+                        help='also print onnxruntime time per op type')
+    parser.add_argument('--json', metavar='PATH', help='write the figures')
+    args = parser.parse_args(argv)
+    if args.size < 32 or args.size % 32:
+        parser.error(f'--size must be a multiple of 32, got {args.size}')
+    if min(args.threads) < 1 or args.rounds < 1 or args.calls < 1:
+        parser.error('--threads, --rounds and --calls must be >= 1')
+    return args
+
+
+def pin_malloc(argv: Optional[List[str]]) -> None:
+    """Restart with glibc malloc pinned unless it already is."""
+    if argv is None and any(os.environ.get(k) != v
+                            for k, v in PINNED_MALLOC.items()):
+        os.execve(sys.executable, [sys.executable] + sys.argv,
+                  dict(os.environ, **PINNED_MALLOC))
+
+
+def main(argv: Optional[List[str]] = None):
+    args = parse_args(argv)
+    pin_malloc(argv)
+    warnings.filterwarnings('ignore')
+    import numpy as np
+    image = np.random.RandomState(0).randint(0, 256, (480, 640, 3),
+                                             dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = [prepare_model(m, args.size, tmp) for m in DEFAULT_MODELS]
+        for m in models:
+            print(f'{m.spec.label}: {m.macs / 1e9:.3f} GMACs, '
+                  f'{m.params / 1e6:.2f} M params at {args.size}x{args.size}'
+                  f' (image 640x480)', flush=True)
+        result = run_latency(models, image, args.threads, args.runtimes,
+                             args.rounds, args.calls)
+        print(format_latency(result))
+        profiles = {}
+        if args.profile:
+            for m in models:
+                profiles[m.spec.label] = profile_ort(m.onnx_path, image, 1)
+                total = sum(profiles[m.spec.label].values())
+                print(f'\nonnxruntime profile, {m.spec.label}, 1 thread '
+                      f'({total:.1f} ms of kernels per run):')
+                for op, ms in list(profiles[m.spec.label].items())[:12]:
+                    print(f'  {op:<28} {ms:7.2f} ms  {ms / total:6.1%}')
+    if args.json:
+        atomic_write(json.dumps(dict(rows=result.rows,
+                                     targets=result.targets,
+                                     profiles=profiles, size=args.size),
+                                indent=1), args.json)
+    return result
+
+
+if __name__ == '__main__':
+    main()

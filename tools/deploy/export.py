@@ -1,0 +1,73 @@
+"""Export a single-stage detector (SSD, SSDLite, RetinaNet) to ONE ONNX file.
+
+Normalisation, anchors, box decoding, the score threshold, per-class NMS
+and top-k are inside the graph (standard ONNX ops only); the file's
+metadata holds the test-time resize rule, class names and thresholds.
+Input ``input``: float32 [N, 3, H, W] RGB 0-255, already resized; outputs
+``dets`` [N, K, 5] (x1, y1, x2, y2, score in input pixels) and ``labels``
+[N, K] (int64, -1 in empty slots), K = test_cfg.max_per_img. See
+docs/deployment.md.
+
+Example::
+
+    python tools/deploy/export.py \
+        configs/demo/ssdlite_rexnet-1.0x_shapes.py work_dirs/demo/model.pth \
+        --out work_dirs/demo/ssdlite.onnx
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+
+from rexnet_det.checkpoint import CheckpointError  # noqa: E402
+from rexnet_det.deploy.detector import (DEFAULT_OPSET,  # noqa: E402
+                                        UnsupportedDetectorError,
+                                        export_detector)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='detector config (path, '
+                        'rexnet_det::... or mmdet::...)')
+    parser.add_argument('checkpoint', help='its checkpoint (path or URL)')
+    parser.add_argument('--out', required=True, help='.onnx file to write')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size, a multiple of the model\'s stride '
+                        '(default: the config\'s test resize)')
+    parser.add_argument('--dynamic-batch', action='store_true',
+                        help='let the batch size vary (default: 1)')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
+                        help=f'ONNX opset, >= 11 (default {DEFAULT_OPSET})')
+    args = parser.parse_args(argv)
+    if not args.out.endswith('.onnx'):
+        parser.error(f'--out must end with .onnx, got {args.out!r}')
+    return args
+
+
+def main(argv: Optional[List[str]] = None):
+    args = parse_args(argv)
+    try:
+        meta = export_detector(args.config, args.checkpoint, args.out,
+                               shape=args.shape,
+                               dynamic_batch=args.dynamic_batch,
+                               opset=args.opset)
+    except (UnsupportedDetectorError, CheckpointError, FileNotFoundError,
+            ValueError) as exc:
+        sys.exit(f'error: {exc}')
+    h, w = meta.resize.size
+    rule = meta.resize
+    how = (f'stretch to {w}x{h}' if rule.mode == 'stretch' else
+           f'keep ratio within {rule.scale}, fit and pad to {w}x{h}')
+    print(f'wrote {args.out} ({osp.getsize(args.out) / 1e6:.1f} MB): '
+          f'{meta.detector}, input [{"N" if meta.dynamic_batch else 1}, 3, '
+          f'{h}, {w}] ({how}), {len(meta.classes)} classes, score_thr '
+          f'{meta.score_thr:g}, NMS IoU {meta.iou_threshold:g}, nms_pre '
+          f'{meta.nms_pre}, K={meta.max_per_img}, opset {args.opset}')
+    return meta
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,85 @@
+"""Check an exported detector against mmdet's own inference on a COCO set.
+
+Runs mmdet's ``inference_detector`` (the config's test pipeline and the
+model's predict) and the ONNX file on every image, then prints the fraction
+of detections that pair up (same label, IoU >= 0.98, score within 2e-3),
+the worst box difference in pixels and the COCO bbox mAP of both. The image
+set defaults to the config's test set.
+
+Example::
+
+    python tools/deploy/verify.py configs/demo/ssdlite_rexnet-1.0x_shapes.py \
+        work_dirs/demo/model.pth work_dirs/demo/ssdlite.onnx \
+        --runtime openvino
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+from typing import List, Optional
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+
+from rexnet_det.checkpoint import CheckpointError  # noqa: E402
+from rexnet_det.datasets import ImageLoadError  # noqa: E402
+from rexnet_det.deploy.detector import (RUNTIMES,  # noqa: E402
+                                        NotADeployedDetectorError,
+                                        RuntimeNotInstalledError,
+                                        UnsupportedDetectorError,
+                                        verify_detector)
+from rexnet_det.evaluation import format_metrics  # noqa: E402
+from rexnet_det.utils.io import atomic_write  # noqa: E402
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='the config the file was exported '
+                        'from')
+    parser.add_argument('checkpoint', help='its checkpoint')
+    parser.add_argument('model', help='the exported .onnx file')
+    parser.add_argument('--runtime', choices=RUNTIMES, default='ort')
+    parser.add_argument('--ann-file', help='COCO annotations (default: the '
+                        'config\'s test set)')
+    parser.add_argument('--img-dir', help='image folder (default: the '
+                        'config\'s test set)')
+    parser.add_argument('--max-images', type=int,
+                        help='only the first N images')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch and runtime threads (0: defaults)')
+    parser.add_argument('--json', metavar='PATH', help='also write the '
+                        'figures as JSON')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None):
+    args = parse_args(argv)
+
+    def progress(done: int, total: int) -> None:
+        print(f'\r{done}/{total} images', end='' if done < total else '\n',
+              file=sys.stderr, flush=True)
+
+    try:
+        report = verify_detector(args.config, args.checkpoint, args.model,
+                                 args.ann_file, args.img_dir, args.runtime,
+                                 args.threads, args.max_images, progress)
+    except (UnsupportedDetectorError, CheckpointError, FileNotFoundError,
+            NotADeployedDetectorError, RuntimeNotInstalledError,
+            ImageLoadError, ValueError) as exc:
+        sys.exit(f'error: {exc}')
+    print(format_metrics({'PyTorch': report.metrics['reference'],
+                          args.runtime: report.metrics['deployed']}))
+    print(report.summary())
+    if args.json:
+        m = report.match
+        atomic_write(json.dumps(dict(
+            images=report.images, matched=m.matched, reference=m.reference,
+            deployed=m.candidate, fraction=m.fraction,
+            worst_box_diff=m.worst_box_diff,
+            worst_score_diff=m.worst_score_diff, metrics=report.metrics),
+            indent=1), args.json)
+    return report
+
+
+if __name__ == '__main__':
+    main()
