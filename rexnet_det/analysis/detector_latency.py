@@ -43,9 +43,14 @@ RUNTIME_NAMES = {'pytorch': 'PyTorch', 'ort': 'onnxruntime',
 #: vs the deployed peer (latency over MAC ratio).
 TARGET_SPEEDUP = 2.0
 TARGET_PER_FLOP = 1.1
-#: malloc settings for reproducible eager timings (set before start-up).
-PINNED_MALLOC = {'MALLOC_MMAP_THRESHOLD_': str(2**30),
-                 'MALLOC_TRIM_THRESHOLD_': str(2**31)}
+#: Environment for reproducible timings, set before start-up: glibc malloc
+#: pinned (eager timings swing up to 30% between processes otherwise) and
+#: OpenMP threads that sleep instead of spin-waiting (on a shared machine
+#: spinning makes 2-thread PyTorch many times slower; onnxruntime gets
+#: ``session.intra_op.allow_spinning=0`` for the same reason).
+TIMING_ENV = {'MALLOC_MMAP_THRESHOLD_': str(2**30),
+              'MALLOC_TRIM_THRESHOLD_': str(2**31),
+              'OMP_WAIT_POLICY': 'PASSIVE'}
 
 
 @dataclass
@@ -223,8 +228,9 @@ def format_latency(result: LatencyResult) -> str:
 def profile_ort(path: str, image: np.ndarray, threads: int = 1,
                 runs: int = 20) -> Dict[str, float]:
     """onnxruntime's own profile of `path`: milliseconds per run by op type
-    (after graph optimisation: ``NchwcConv`` is the blocked-layout conv,
-    ``Conv`` the plain NCHW one)."""
+    after graph optimisation. Convs that run in onnxruntime's blocked NCHWc
+    layout are listed as ``Conv [NCHWc]``; ``Conv`` and ``FusedConv``
+    (conv + activation) are the plain NCHW path."""
     import onnxruntime as ort
     detector = DeployedDetector(path, 'ort', threads)
     batch = detector.prepare(image).input[None]
@@ -246,5 +252,8 @@ def profile_ort(path: str, image: np.ndarray, threads: int = 1,
     for event in events:
         if event.get('cat') == 'Node' and event['name'].endswith(
                 '_kernel_time'):
-            totals[event['args']['op_name']] += event['dur'] / 1e3 / runs
+            op = event['args']['op_name']
+            if 'nchwc' in event['name']:  # the layout transformer's nodes
+                op += ' [NCHWc]'
+            totals[op] += event['dur'] / 1e3 / runs
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))

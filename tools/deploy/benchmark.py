@@ -8,8 +8,8 @@ min-max of the round medians. MACs (conv + linear multiply-adds of the
 network) come from mmengine's FlopAnalyzer. Prints the table and the issue
 #11 targets; ``--profile`` adds onnxruntime's time per op type. Random
 weights, made busy so NMS is fully loaded (rexnet_det/analysis/
-busy_weights.py). glibc malloc is pinned (the tool restarts itself with
-MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ set).
+busy_weights.py). The tool restarts itself with glibc malloc pinned and
+passive OpenMP waiting (rexnet_det.analysis.detector_latency.TIMING_ENV).
 
 Example::
 
@@ -28,7 +28,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from rexnet_det.analysis.detector_latency import (  # noqa: E402
-    DEFAULT_MODELS, PINNED_MALLOC, format_latency, prepare_model,
+    DEFAULT_MODELS, TIMING_ENV, format_latency, prepare_model,
     profile_ort, run_latency)
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
@@ -54,17 +54,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def pin_malloc(argv: Optional[List[str]]) -> None:
-    """Restart with glibc malloc pinned unless it already is."""
+def timing_env(argv: Optional[List[str]]) -> None:
+    """Restart with :data:`TIMING_ENV` set unless it already is."""
     if argv is None and any(os.environ.get(k) != v
-                            for k, v in PINNED_MALLOC.items()):
+                            for k, v in TIMING_ENV.items()):
         os.execve(sys.executable, [sys.executable] + sys.argv,
-                  dict(os.environ, **PINNED_MALLOC))
+                  dict(os.environ, **TIMING_ENV))
 
 
 def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
-    pin_malloc(argv)
+    timing_env(argv)
     warnings.filterwarnings('ignore')
     import numpy as np
     image = np.random.RandomState(0).randint(0, 256, (480, 640, 3),

@@ -67,8 +67,9 @@ def main(argv: Optional[List[str]] = None):
             NotADeployedDetectorError, RuntimeNotInstalledError,
             ImageLoadError, ValueError) as exc:
         sys.exit(f'error: {exc}')
+    label = {'ort': 'ORT', 'openvino': 'OV'}[args.runtime]
     print(format_metrics({'PyTorch': report.metrics['reference'],
-                          args.runtime: report.metrics['deployed']}))
+                          label: report.metrics['deployed']}))
     print(report.summary())
     if args.json:
         m = report.match

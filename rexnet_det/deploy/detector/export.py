@@ -93,41 +93,33 @@ def network_stride(detector: nn.Module, probe: int = 128) -> int:
     return max(probe // f.shape[-1] for f in feats)
 
 
-def class_names(cfg: Config, checkpoint: dict, num_classes: int
-                ) -> List[str]:
-    """Class names: the checkpoint's ``dataset_meta``, else the test
-    dataset's ``metainfo``, else its dataset type's ``METAINFO``.
+def dataset_meta(cfg: Config, checkpoint: dict, num_classes: int
+                 ) -> Tuple[List[str], Optional[list]]:
+    """Class names and palette: the checkpoint's ``dataset_meta``, else the
+    test dataset's ``metainfo``, else its dataset type's ``METAINFO``.
 
     Raises:
         ValueError: The names found are not `num_classes` many.
     """
     from mmdet.registry import DATASETS
     meta = (checkpoint.get('meta') or {}).get('dataset_meta') or {}
-    classes, where = meta.get('classes'), 'the checkpoint\'s dataset_meta'
+    where = 'the checkpoint\'s dataset_meta'
     dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    while classes is None and dataset:
+    while not meta.get('classes') and dataset:
         if (dataset.get('metainfo') or {}).get('classes'):
-            classes = dataset['metainfo']['classes']
-            where = 'test_dataloader.dataset.metainfo'
+            meta, where = dataset['metainfo'], \
+                'test_dataloader.dataset.metainfo'
         elif 'type' in dataset and 'dataset' not in dataset:
-            kind = DATASETS.get(dataset['type'])
-            classes = getattr(kind, 'METAINFO', {}).get('classes')
+            meta = getattr(DATASETS.get(dataset['type']), 'METAINFO', {})
             where = f'{dataset["type"]}.METAINFO'
         dataset = dataset.get('dataset') or {}
+    classes, palette = meta.get('classes'), meta.get('palette')
     if classes is None or len(classes) != num_classes:
         raise ValueError(
             f'the model has {num_classes} classes but {where} lists '
             f'{None if classes is None else len(classes)}; set '
             'test_dataloader.dataset.metainfo.classes in the config')
-    return list(classes)
-
-
-def _palette(cfg: Config, checkpoint: dict) -> Optional[list]:
-    meta = (checkpoint.get('meta') or {}).get('dataset_meta') or {}
-    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    palette = meta.get('palette') or (dataset.get('metainfo') or {}).get(
-        'palette')
-    return [list(c) for c in palette] if palette else None
+    return list(classes), [list(c) for c in palette] if palette else None
 
 
 def check_shape(shape: Sequence[int], divisor: int) -> Tuple[int, int]:
@@ -164,16 +156,17 @@ def make_meta(cfg: Config, wrapper: SingleStageExport, checkpoint: dict,
     rule = rule_from_pipeline(get_test_pipeline_cfg(cfg), shape, divisor,
                               pad)
     wrapper_cfg = wrapper.cfg
+    classes, palette = dataset_meta(cfg, checkpoint, head.num_classes)
     return DeployMeta(
         resize=rule,
-        classes=class_names(cfg, checkpoint, head.num_classes),
+        classes=classes,
         score_thr=wrapper_cfg['score_thr'],
         iou_threshold=wrapper_cfg['iou_threshold'],
         nms_pre=wrapper_cfg['nms_pre'],
         max_per_img=wrapper_cfg['max_per_img'],
         dynamic_batch=dynamic_batch,
         detector=f'{type(detector).__name__}/{type(head).__name__}',
-        mean=mean, std=std, palette=_palette(cfg, checkpoint),
+        mean=mean, std=std, palette=palette,
         source=source)
 
 

@@ -2,12 +2,12 @@
 
 :class:`DeployedDetector` reads the file's :class:`DeployMeta`, prepares
 images exactly as the config's test pipeline does (mmcv resize, BGR -> RGB),
-runs the graph and maps the boxes back to the original image. It needs
-numpy, mmcv, onnx and one of the two runtimes; not torch or mmdet.
+runs the graph and maps the boxes back to the original image. No config,
+checkpoint or PyTorch model is involved.
 """
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,12 +58,6 @@ def read_image(image: Image) -> np.ndarray:
     return CheckedLoadImageFromFile()(dict(img_path=os.fspath(image)))['img']
 
 
-def _onnx_metadata(path: str) -> dict:
-    import onnx
-    model = onnx.load(path, load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
 class _OrtSession:
     def __init__(self, path: str, threads: int) -> None:
         import onnxruntime as ort
@@ -77,6 +71,10 @@ class _OrtSession:
         self.session = ort.InferenceSession(
             path, options, providers=['CPUExecutionProvider'])
 
+    def metadata(self) -> Dict[str, str]:
+        """The file's ``metadata_props``."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
     def __call__(self, batch: np.ndarray) -> List[np.ndarray]:
         return self.session.run(None, {'input': batch})
 
@@ -89,10 +87,18 @@ class _OpenVinoSession:
         config = {'INFERENCE_PRECISION_HINT': 'f32'}
         if threads:
             config['INFERENCE_NUM_THREADS'] = threads
-        self.compiled = core.compile_model(core.read_model(path), 'CPU',
-                                           config)
+        self.model = core.read_model(path)
+        self.compiled = core.compile_model(self.model, 'CPU', config)
         self.request = self.compiled.create_infer_request()
         self.outputs = [self.compiled.output(n) for n in ('dets', 'labels')]
+
+    def metadata(self) -> Dict[str, str]:
+        """The file's ``metadata_props`` (OpenVINO keeps them as the
+        model's ``framework`` runtime info)."""
+        info = self.model.get_rt_info()
+        if 'framework' not in info:
+            return {}
+        return {k: v.astype(str) for k, v in info['framework'].items()}
 
     def __call__(self, batch: np.ndarray) -> List[np.ndarray]:
         result = self.request.infer({'input': batch})
@@ -149,8 +155,8 @@ class DeployedDetector:
         if not os.path.isfile(path):
             raise FileNotFoundError(f'model file not found: {path}')
         self.path, self.runtime = path, runtime
-        self.meta = DeployMeta.from_props(_onnx_metadata(path), path)
         self.session = open_session(path, runtime, threads)
+        self.meta = DeployMeta.from_props(self.session.metadata(), path)
 
     @property
     def classes(self) -> List[str]:
@@ -169,8 +175,9 @@ class DeployedDetector:
         """
         expected = [3] + self.meta.resize.size
         if batch.ndim != 4 or list(batch.shape[1:]) != expected:
-            raise ValueError(f'{self.path} takes [N, {", ".join(map(str, expected))}] '
-                             f'input, got {list(batch.shape)}')
+            raise ValueError(f'{self.path} takes [N, {expected[0]}, '
+                             f'{expected[1]}, {expected[2]}] input, got '
+                             f'{list(batch.shape)}')
         if batch.shape[0] != 1 and not self.meta.dynamic_batch:
             raise ValueError(f'{self.path} was exported for batch 1, got '
                              f'{batch.shape[0]}; export with '

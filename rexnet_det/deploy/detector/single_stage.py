@@ -139,7 +139,7 @@ class SingleStageExport(nn.Module):
                ) -> List[Tensor]:
         """The head's anchors per level (fixed by the feature sizes, so
         they become constants of the graph)."""
-        key = tuple(sizes)
+        key = (tuple(sizes), like.dtype, like.device)
         if key not in self._priors:
             self._priors[key] = self.head.prior_generator.grid_priors(
                 sizes, dtype=like.dtype, device=like.device)

@@ -44,12 +44,13 @@ class VerifyReport:
 
     def summary(self) -> str:
         m = self.match
-        return (f'{self.images} images: {m.matched}/{max(m.reference, m.candidate)} '
-                f'detections matched ({m.fraction:.2%}; PyTorch '
-                f'{m.reference}, deployed {m.candidate}; same label, IoU >= '
-                f'{IOU_THR}, score within {SCORE_TOL:g}); worst box '
-                f'difference {m.worst_box_diff:.4f} px, worst score '
-                f'difference {m.worst_score_diff:.2e}; bbox mAP PyTorch '
+        return (f'{self.images} images: {m.matched}/'
+                f'{max(m.reference, m.candidate)} detections matched '
+                f'({m.fraction:.2%}; PyTorch {m.reference}, deployed '
+                f'{m.candidate}; same label, IoU >= {IOU_THR}, score within '
+                f'{SCORE_TOL:g}); worst box difference '
+                f'{m.worst_box_diff:.2g} px, worst score difference '
+                f'{m.worst_score_diff:.2g}; bbox mAP PyTorch '
                 f'{self.map_reference:.4f} vs deployed '
                 f'{self.map_deployed:.4f} (diff '
                 f'{self.map_deployed - self.map_reference:+.4f})')
