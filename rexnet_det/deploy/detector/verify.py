@@ -12,7 +12,6 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
-import numpy as np
 from mmengine.config import Config
 
 from ...evaluation import evaluate_coco
