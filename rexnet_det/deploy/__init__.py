@@ -6,7 +6,7 @@ detectors become one self-contained ONNX file with
 with :func:`verify_detector` (see :mod:`.detector`).
 """
 from ..checkpoint import fused_checkpoint, load_fused, load_model
-from ..models.utils import fold_bn_into_conv, fuse_model, is_fused
+from ..models.utils import fuse_model, is_fused
 from .compare import DetectionMatch, match_detections, max_relative_error
 from .detector import (DeployedDetector, Detections,
                        UnsupportedDetectorError, export_detector,
@@ -16,7 +16,7 @@ from .onnx import OrtRunner, export_onnx, output_names
 __all__ = [
     'DeployedDetector', 'DetectionMatch', 'Detections', 'OrtRunner',
     'UnsupportedDetectorError', 'export_detector', 'export_onnx',
-    'fold_bn_into_conv', 'fuse_model', 'fused_checkpoint', 'is_fused', 'load_fused',
-    'load_model', 'match_detections', 'max_relative_error', 'output_names',
+    'fuse_model', 'fused_checkpoint', 'is_fused', 'load_fused', 'load_model',
+    'match_detections', 'max_relative_error', 'output_names',
     'verify_detector'
 ]
