@@ -41,7 +41,7 @@ setup(
                                  '.mim/model-index.yml']},
     include_package_data=True,
     install_requires=[
-        'torch>=2.1,<2.14',
+        'torch>=2.6,<2.14',  # 2.6: safe_globals entries as (obj, name)
         'mmcv>=2.0.0rc4,<2.2.0',
         'mmengine>=0.10.0,<0.11.0',
         'mmdet>=3.3.0,<3.4.0',
