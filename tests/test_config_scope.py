@@ -1,8 +1,6 @@
 """`rexnet_det::` config bases resolve from any directory."""
-import os
 import subprocess
 import sys
-import textwrap
 
 from mmengine.config.utils import MODULE2PACKAGE
 

@@ -1,5 +1,5 @@
 """ReXNet backbone for MMDetection."""
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
