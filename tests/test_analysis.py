@@ -152,6 +152,30 @@ def test_benchmark_rejects_bad_arguments():
     assert "argument --only: invalid choice: 'gpu'" in proc.stderr
 
 
+def test_benchmark_options_name_bad_values():
+    from rexnet_det.analysis.benchmark import BenchmarkOptions
+    with pytest.raises(ValueError, match=r"only: unknown sections \['gpu'\]"):
+        BenchmarkOptions(only=['backbone', 'gpu'])
+    with pytest.raises(ValueError, match=r'sizes must be positive, got \[0\]'):
+        BenchmarkOptions(sizes=[0])
+    with pytest.raises(ValueError, match='repeats=0'):
+        BenchmarkOptions(repeats=0)
+    quick = BenchmarkOptions(quick=True)
+    assert (quick.sizes, quick.batches, quick.repeats) == ((64, ), (1, ), 1)
+
+
+def test_goals_are_judged_from_one_table():
+    from rexnet_det.analysis.goals import GOALS, evaluate_goals
+    ratio = dict(median=1.2, min=1.1, max=1.4, rounds=3)
+    report = dict(meta=dict(threads=1), backbone=dict(ratios=[
+        dict(name='fused_speedup', device='cpu', size=320, batch=1,
+             wall=ratio, cpu=ratio)]))
+    goals = evaluate_goals(report)
+    assert len(goals) == 1
+    assert goals[0]['limit'] == GOALS['fused_speedup'] == 1.3
+    assert goals[0]['met'] is False and goals[0]['clock'] == 'cpu'
+
+
 def test_rank_measures_on_known_matrices():
     eye = torch.eye(6)
     # removing each row's mean takes one dimension away from the identity

@@ -35,14 +35,12 @@ from .busy_weights import busy_weights
 from .detectors import (MBV2_SSDLITE, REXNET_SSDLITE, build_detector,
                         load_config)
 from .flops import count_complexity
+from .goals import DEPLOY_PER_FLOP as TARGET_PER_FLOP
+from .goals import DEPLOY_SPEEDUP as TARGET_SPEEDUP
 from .timing import Case, measure, paired_ratio
 
 RUNTIME_NAMES = {'pytorch': 'PyTorch', 'ort': 'onnxruntime',
                  'openvino': 'OpenVINO'}
-#: Targets of issue #11 for the deployed subject vs its PyTorch predict and
-#: vs the deployed peer (latency over MAC ratio).
-TARGET_SPEEDUP = 2.0
-TARGET_PER_FLOP = 1.1
 #: Environment for reproducible timings, set before start-up: glibc malloc
 #: pinned (eager timings swing up to 30% between processes otherwise) and
 #: OpenMP threads that sleep instead of spin-waiting (on a shared machine
