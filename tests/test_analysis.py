@@ -215,3 +215,10 @@ def test_rank_study_quick_plot_table_and_ordering(tmp_path):
     assert len(result['blocks']['rows']) == 18  # stem, 16 blocks, pen
     assert json.loads((tmp_path / 'rank.json').read_text())['png'] == \
         str(png)
+
+
+def test_sgemm_peak_is_measured_and_checks_arguments():
+    from rexnet_det.analysis.peak import sgemm_peak_gflops
+    assert sgemm_peak_gflops(threads=1, n=256, rounds=2) > 0.1
+    with pytest.raises(ValueError, match='threads must be >= 1, got 0'):
+        sgemm_peak_gflops(threads=0)
