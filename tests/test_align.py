@@ -243,3 +243,16 @@ def test_fold_pads_moves_pads_into_convs(tmp_path):
                                    providers=['CPUExecutionProvider'])
     actual = session.run(None, {'input': x.numpy()})[0]
     assert relative_error(torch.from_numpy(actual), run(model, x)[0]) < 1e-6
+
+
+def test_eager_fused_rows_smoke():
+    from rexnet_det.analysis.backbone_speed import (eager_fused_rows,
+                                                    format_rows)
+    rows = eager_fused_rows(sizes=(64, ), rounds=1, calls=1)
+    assert [r['form'] for r in rows] == [
+        'eval', 'fused NCHW', 'fused channels_last',
+        'aligned + fused channels_last']
+    assert rows[0]['speedup']['median'] == 1.0
+    assert all(r['ms'] > 0 and r['cpu_ms'] > 0 for r in rows)
+    table = format_rows(rows)
+    assert table.count('\n') == 5 and '| eval | 64 | 1 |' in table

@@ -149,6 +149,15 @@ def export_deployed(size: int, out_dir: str, openvino: bool = True,
     return rows
 
 
+def _stats(t) -> Dict[str, float]:
+    """Wall median over all calls, range of round medians, CPU median."""
+    medians = [v * 1e3 for v in t.round_medians()]
+    return dict(ms=statistics.median([w * 1e3 for r in t.wall for w in r]),
+                ms_min=min(medians), ms_max=max(medians),
+                cpu_ms=statistics.median([c * 1e3 for r in t.cpu
+                                          for c in r]))
+
+
 def time_deployed(models: Sequence[Deployed], size: int, threads: int,
                   rounds: int, calls: int) -> List[Dict[str, Any]]:
     """Time `models` interleaved; one row each, with per-FLOP ratios to
@@ -168,19 +177,18 @@ def time_deployed(models: Sequence[Deployed], size: int, threads: int,
     rows = []
     for m, case in zip(models, cases):
         t = timings[case.name]
-        medians = [v * 1e3 for v in t.round_medians()]
-        ms = statistics.median([w * 1e3 for r in t.wall for w in r])
-        row = dict(case.info, ms=ms, ms_min=min(medians),
-                   ms_max=max(medians), ms_per_gflop=ms / (m.macs / 1e9),
-                   load=os.getloadavg()[0])
+        row = dict(case.info, **_stats(t), load=os.getloadavg()[0])
+        row['ms_per_gflop'] = row['ms'] / (m.macs / 1e9)
         peer = next((p for p in models if p.label == PEER and
                      p.runtime == m.runtime), None)
         if peer is not None:
             ratio = paired_ratio(t, by_case[(PEER, m.runtime)])
+            cpu = paired_ratio(t, by_case[(PEER, m.runtime)], 'cpu')
             flops = m.macs / peer.macs
             row.update(per_flop_vs_peer=ratio['median'] / flops,
                        per_flop_min=ratio['min'] / flops,
-                       per_flop_max=ratio['max'] / flops)
+                       per_flop_max=ratio['max'] / flops,
+                       per_flop_cpu=cpu['median'] / flops)
         rows.append(row)
     return rows
 
@@ -205,10 +213,12 @@ def deployed_backbone_rows(threads: Sequence[int] = (1, 2),
     Returns:
         list[dict]: One row per (size, threads, model, runtime): ``model``,
         ``runtime``, ``size``, ``threads``, ``gmacs``, ``ms`` (median),
-        ``ms_min``/``ms_max`` (round medians), ``ms_per_gflop``,
-        ``per_flop_vs_peer`` (time ratio to MobileNetV2 on the same runtime
-        over the MAC ratio, median of rounds, with ``per_flop_min/max``)
-        and ``load`` (1-minute load average after the group).
+        ``ms_min``/``ms_max`` (round medians), ``cpu_ms`` (process CPU
+        time, the fairer clock on one thread of a shared machine),
+        ``ms_per_gflop``, ``per_flop_vs_peer`` (time ratio to MobileNetV2
+        on the same runtime over the MAC ratio, median of rounds, with
+        ``per_flop_min/max``; ``per_flop_cpu`` on the CPU clock) and
+        ``load`` (1-minute load average after the group).
 
     Example:
         >>> rows = deployed_backbone_rows(threads=(1, ), sizes=(224, ),
@@ -253,12 +263,10 @@ def alignment_rows(multiples: Sequence[int] = (1, 4, 8, 16),
             base = timings[cases[0].name]
             for case in cases:
                 t = timings[case.name]
-                medians = [v * 1e3 for v in t.round_medians()]
-                rows.append(dict(
-                    case.info, ms=statistics.median(
-                        [w * 1e3 for r in t.wall for w in r]),
-                    ms_min=min(medians), ms_max=max(medians),
-                    speedup=paired_ratio(base, t), load=os.getloadavg()[0]))
+                rows.append(dict(case.info, **_stats(t),
+                                 speedup=paired_ratio(base, t),
+                                 speedup_cpu=paired_ratio(base, t, 'cpu'),
+                                 load=os.getloadavg()[0]))
     return rows
 
 
@@ -307,13 +315,10 @@ def eager_fused_rows(sizes: Sequence[int] = (224, 320),
                 base = timings['eval']
                 for case in cases:
                     t = timings[case.name]
-                    medians = [v * 1e3 for v in t.round_medians()]
-                    rows.append(dict(
-                        case.info, ms=statistics.median(
-                            [w * 1e3 for r in t.wall for w in r]),
-                        ms_min=min(medians), ms_max=max(medians),
-                        speedup=paired_ratio(base, t),
-                        load=os.getloadavg()[0]))
+                    rows.append(dict(case.info, **_stats(t),
+                                     speedup=paired_ratio(base, t),
+                                     speedup_cpu=paired_ratio(base, t, 'cpu'),
+                                     load=os.getloadavg()[0]))
     finally:
         torch.set_num_threads(previous)
     return rows
@@ -367,18 +372,21 @@ def torch_op_profile(model: nn.Module, size: int, runs: int = 10
 def format_rows(rows: List[Dict[str, Any]]) -> str:
     """A markdown table of deployed or eager rows."""
     if rows and 'form' in rows[0]:
-        lines = ['| form | size | threads | ms [min-max] | speed-up vs eval '
-                 '[min-max] |', '|---|---|---|---|---|']
+        lines = ['| form | size | threads | ms [min-max] | CPU ms | speed-up '
+                 'vs eval [min-max] | speed-up, CPU clock |',
+                 '|---|---|---|---|---|---|---|']
         for r in rows:
-            s = r['speedup']
+            s, c = r['speedup'], r['speedup_cpu']
             lines.append(f'| {r["form"]} | {r["size"]} | {r["threads"]} | '
                          f'{r["ms"]:.2f} [{r["ms_min"]:.2f}-'
-                         f'{r["ms_max"]:.2f}] | {s["median"]:.2f} '
-                         f'[{s["min"]:.2f}-{s["max"]:.2f}] |')
+                         f'{r["ms_max"]:.2f}] | {r["cpu_ms"]:.2f} | '
+                         f'{s["median"]:.2f} [{s["min"]:.2f}-{s["max"]:.2f}]'
+                         f' | {c["median"]:.2f} [{c["min"]:.2f}-'
+                         f'{c["max"]:.2f}] |')
         return '\n'.join(lines)
     lines = ['| model | runtime | size | threads | GMACs | ms [min-max] | '
-             f'ms/GMAC | per FLOP vs {PEER} [min-max] |',
-             '|---|---|---|---|---|---|---|---|']
+             f'ms/GMAC | per FLOP vs {PEER} [min-max] | same, CPU clock |',
+             '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         per_flop = (f'{r["per_flop_vs_peer"]:.2f} [{r["per_flop_min"]:.2f}-'
                     f'{r["per_flop_max"]:.2f}]'
@@ -386,5 +394,6 @@ def format_rows(rows: List[Dict[str, Any]]) -> str:
         lines.append(f'| {r["model"]} | {r["runtime"]} | {r["size"]} | '
                      f'{r["threads"]} | {r["gmacs"]:.3f} | {r["ms"]:.2f} '
                      f'[{r["ms_min"]:.2f}-{r["ms_max"]:.2f}] | '
-                     f'{r["ms_per_gflop"]:.1f} | {per_flop} |')
+                     f'{r["ms_per_gflop"]:.1f} | {per_flop} | '
+                     f'{r.get("per_flop_cpu", float("nan")):.2f} |')
     return '\n'.join(lines)

@@ -68,6 +68,7 @@ def constant_fold(model, input_shape: Optional[List[int]] = None):
         src, dst = os.path.join(tmp, 'in.onnx'), os.path.join(tmp, 'out.onnx')
         onnx.save(model_copy, src)
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # not the unused-initializer notes
         options.graph_optimization_level = \
             ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = dst
@@ -151,7 +152,16 @@ def fold_pads(model):
         removed.append(node)
     for node in removed:
         graph.node.remove(node)
+    _drop_unused_initializers(graph)
     return result
+
+
+def _drop_unused_initializers(graph) -> None:
+    used = {name for node in graph.node for name in node.input}
+    used |= {o.name for o in graph.output}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
 
 
 def count_ops(model) -> Dict[str, int]:

@@ -95,14 +95,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.multiples:
         report['multiples'] = alignment_rows(args.multiples, args.sizes, 1,
                                              args.rounds, args.calls)
-        print('\n| multiple | size | GMACs | ms [min-max] | speed-up vs '
-              'unaligned [min-max] |\n|---|---|---|---|---|')
+        print('\n| multiple | size | GMACs | ms [min-max] | CPU ms | speed-up '
+              'vs unaligned [min-max] | same, CPU clock |\n'
+              '|---|---|---|---|---|---|---|')
         for r in report['multiples']:
-            s = r['speedup']
+            s, c = r['speedup'], r['speedup_cpu']
             print(f'| {r["multiple"]} | {r["size"]} | {r["gmacs"]:.4f} | '
                   f'{r["ms"]:.2f} [{r["ms_min"]:.2f}-{r["ms_max"]:.2f}] | '
-                  f'{s["median"]:.3f} [{s["min"]:.3f}-{s["max"]:.3f}] |',
-                  flush=True)
+                  f'{r["cpu_ms"]:.2f} | {s["median"]:.3f} [{s["min"]:.3f}-'
+                  f'{s["max"]:.3f}] | {c["median"]:.3f} [{c["min"]:.3f}-'
+                  f'{c["max"]:.3f}] |', flush=True)
     if args.eager:
         report['eager'] = eager_fused_rows(args.sizes, (1, ), args.rounds,
                                            args.calls)
