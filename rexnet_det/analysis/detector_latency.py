@@ -31,6 +31,7 @@ from ..deploy.detector import DeployedDetector
 from ..deploy.detector.export import export_wrapper, make_meta
 from ..deploy.detector.single_stage import SingleStageExport
 from ..deploy.detector.verify import ready_for_inference, with_test_size
+from ..models.utils import align_channels
 from .busy_weights import busy_weights
 from .detectors import (MBV2_SSDLITE, REXNET_SSDLITE, build_detector,
                         load_config)
@@ -73,9 +74,9 @@ class LatencyModel:
 DEFAULT_MODELS = (
     LatencyModel('SSDLite-ReXNet-1.0x', REXNET_SSDLITE),
     LatencyModel('SSDLite-MobileNetV2', MBV2_SSDLITE, peer=True),
-    # A transformed row is one line, e.g.:
-    # LatencyModel('SSDLite-ReXNet-1.0x aligned', REXNET_SSDLITE,
-    #              (align_channels, )),
+    # A transformed row is one line: what export.py writes by default.
+    LatencyModel('SSDLite-ReXNet-1.0x aligned', REXNET_SSDLITE,
+                 (align_channels, )),
 )
 
 
