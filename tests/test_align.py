@@ -256,3 +256,10 @@ def test_eager_fused_rows_smoke():
     assert all(r['ms'] > 0 and r['cpu_ms'] > 0 for r in rows)
     table = format_rows(rows)
     assert table.count('\n') == 5 and '| eval | 64 | 1 |' in table
+
+
+def test_fused_checkpoint_refuses_an_aligned_model():
+    from rexnet_det.checkpoint import fused_checkpoint
+    model = align_channels(fuse_model(ReXNet().eval()))
+    with pytest.raises(ValueError, match='expects an unaligned model'):
+        fused_checkpoint(model)

@@ -27,7 +27,10 @@ tensors as before. The image input (3 channels) is not padded: onnxruntime
 feeds a conv with fewer input channels than its block size from NCHW.
 
 Alignment composes with BatchNorm folding (:func:`fuse_model`) in either
-order and is idempotent; realigning to another multiple pads further.
+order and is idempotent; realigning to another multiple pads further. It is
+an inference transform: training an aligned model could make the padded
+channels non-zero (their BatchNorm biases get gradients), and a fused
+checkpoint is saved from the unaligned model.
 """
 import math
 from typing import Dict, List, Optional, Tuple
