@@ -263,3 +263,15 @@ def test_fused_checkpoint_refuses_an_aligned_model():
     model = align_channels(fuse_model(ReXNet().eval()))
     with pytest.raises(ValueError, match='expects an unaligned model'):
         fused_checkpoint(model)
+
+
+def test_export_of_an_unalignable_model_warns_and_exports_unaligned(
+        tmp_path):
+    import onnx
+    model = ReXNet(norm_cfg=dict(type='GN', num_groups=8),
+                   out_indices=(2, )).eval()
+    with pytest.warns(UserWarning, match='without channel alignment: .*'
+                      'GroupNorm at stem'):
+        path = export_onnx(model, str(tmp_path / 'gn.onnx'),
+                           input_shape=(1, 3, 32, 32))
+    assert any(r['out_channels'] % 4 for r in conv_channels(onnx.load(path)))

@@ -112,6 +112,9 @@ def prepare_model(spec: LatencyModel, size: int, out_dir: str,
     from mmdet.utils import get_test_pipeline_cfg
     cfg = load_config(spec.config)
     detector = busy_weights(build_detector(cfg), size, size, seed)
+    with torch.no_grad():  # own MACs: padding by a transform is no work
+        counted = count_complexity(_Network(detector).eval(),
+                                   (torch.zeros(1, 3, size, size), ))
     for transform in spec.transforms:
         detector = transform(detector).eval()
     wrapper = SingleStageExport(detector).eval()
@@ -123,9 +126,6 @@ def prepare_model(spec: LatencyModel, size: int, out_dir: str,
                                 with_test_size(cfg, [size, size]))
     steps = get_test_pipeline_cfg(model.cfg.copy())
     steps[0].type = 'mmdet.LoadImageFromNDArray'
-    with torch.no_grad():
-        counted = count_complexity(_Network(model).eval(),
-                                   (torch.zeros(1, 3, size, size), ))
     return PreparedModel(spec, model.eval(), Compose(steps), path,
                          counted['macs'], counted['params'])
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..models import ReXNet
-from ..models.utils import align_channels, is_aligned
+from ..models.utils import align_for_export, is_aligned
 from ..utils.io import atomic_output
 
 DEFAULT_OPSET = 17
@@ -73,7 +73,7 @@ def export_onnx(model: nn.Module, path: str,
         raise RuntimeError('export_onnx needs an eval-mode model; call '
                            'model.eval() first')
     if align and not is_aligned(model):
-        model = align_channels(copy.deepcopy(model))
+        model = align_for_export(copy.deepcopy(model))
     names = names or output_names(model)
     axes = None
     if dynamic:

@@ -33,6 +33,7 @@ channels non-zero (their BatchNorm biases get gradients), and a fused
 checkpoint is saved from the unaligned model.
 """
 import math
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -307,3 +308,23 @@ def align_channels(model: nn.Module,
         if getattr(module, FUSED_ATTR, {}).get('channels_last'):
             module.to(memory_format=torch.channels_last)
     return model
+
+
+def align_for_export(model: nn.Module,
+                     multiple: int = DEFAULT_MULTIPLE) -> nn.Module:
+    """:func:`align_channels`, or `model` unchanged (with a warning naming
+    the reason) when a ReXNet in it cannot be padded exactly, e.g. one with
+    GroupNorm. What the exporters apply by default.
+
+    Example:
+        >>> from rexnet_det import ReXNet
+        >>> gn = ReXNet(norm_cfg=dict(type='GN', num_groups=8)).eval()
+        >>> align_for_export(gn) is gn  # warns, exports unaligned
+        True
+    """
+    check_multiple(multiple)
+    try:
+        return align_channels(model, multiple)
+    except ValueError as exc:
+        warnings.warn(f'exporting without channel alignment: {exc}')
+        return model
