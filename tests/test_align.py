@@ -275,3 +275,27 @@ def test_export_of_an_unalignable_model_warns_and_exports_unaligned(
         path = export_onnx(model, str(tmp_path / 'gn.onnx'),
                            input_shape=(1, 3, 32, 32))
     assert any(r['out_channels'] % 4 for r in conv_channels(onnx.load(path)))
+
+
+def test_fold_pads_on_mmdet_efficientnet(tmp_path):
+    import onnxruntime as ort
+    from mmdet.models.backbones import EfficientNet
+    from rexnet_det.analysis.backbone_speed import (export_static,
+                                                    fold_pads_file)
+    torch.manual_seed(0)
+    model = EfficientNet(arch='b0', out_indices=(6, ))
+    model.eval()
+    src = export_static(model, str(tmp_path / 'e.onnx'), 64)
+    dst = str(tmp_path / 'f.onnx')
+    assert fold_pads_file(src, dst, 64) == dict(pads_before=17,
+                                                pads_after=0)
+    x = synthetic_input(4, (1, 3, 64, 64)).numpy()
+
+    def infer(path):
+        session = ort.InferenceSession(path,
+                                       providers=['CPUExecutionProvider'])
+        return torch.from_numpy(session.run(None, {'input': x})[0])
+
+    assert relative_error(infer(dst), infer(src)) < 1e-6
+    assert relative_error(infer(dst), run(model, torch.from_numpy(x))[0]) \
+        < 1e-5
