@@ -10,6 +10,7 @@ from typing import Tuple, Union
 import torch.nn as nn
 
 from ..models import ReXNet, ReXNetClassifier
+from ..models.utils.align import is_aligned
 from ..models.utils.fuse import FUSED_ATTR, fuse_model, is_fused
 from ..utils.errors import CheckpointError
 from .schemes import load_checkpoint_file
@@ -20,12 +21,17 @@ def fused_checkpoint(model: nn.Module) -> dict:
     :func:`load_fused` needs to rebuild the model.
 
     Raises:
-        ValueError: `model` is not a fused ReXNet or ReXNetClassifier.
+        ValueError: `model` is not a fused ReXNet or ReXNetClassifier, or
+            it is channel-aligned.
     """
     if not is_fused(model) or not isinstance(model,
                                              (ReXNet, ReXNetClassifier)):
         raise ValueError('fused_checkpoint expects a fused ReXNet or '
                          'ReXNetClassifier; call model.eval().fuse() first')
+    if is_aligned(model):
+        raise ValueError('fused_checkpoint expects an unaligned model: '
+                         'load_fused rebuilds the original widths; save '
+                         'before align_channels and align after loading')
     classifier = isinstance(model, ReXNetClassifier)
     backbone = model.backbone if classifier else model
     meta = dict(fused=True, arch=backbone.arch,

@@ -159,7 +159,10 @@ class LinearBottleneck(nn.Module):
         if self.use_shortcut:
             out = self.drop_path(out)
             c = self.in_channels
-            out = torch.cat([out[:, :c] + x, out[:, c:]], dim=1)
+            if c == self.out_channels:  # e.g. lite, or aligned widths
+                out = out + x
+            else:
+                out = torch.cat([out[:, :c] + x, out[:, c:]], dim=1)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

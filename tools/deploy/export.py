@@ -41,6 +41,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='let the batch size vary (default: 1)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
                         help=f'ONNX opset, >= 11 (default {DEFAULT_OPSET})')
+    parser.add_argument('--no-align', action='store_true',
+                        help='keep a ReXNet backbone\'s channel counts '
+                        '(default: pad them to multiples of 4, same outputs)')
     args = parser.parse_args(argv)
     if not args.out.endswith('.onnx'):
         parser.error(f'--out must end with .onnx, got {args.out!r}')
@@ -53,7 +56,8 @@ def main(argv: Optional[List[str]] = None):
         meta = export_detector(args.config, args.checkpoint, args.out,
                                shape=args.shape,
                                dynamic_batch=args.dynamic_batch,
-                               opset=args.opset)
+                               opset=args.opset,
+                               align=not args.no_align)
     except (UnsupportedDetectorError, CheckpointError, FileNotFoundError,
             ValueError) as exc:
         sys.exit(f'error: {exc}')

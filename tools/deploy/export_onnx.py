@@ -8,6 +8,9 @@ exports the backbone of a classifier checkpoint. Batch, height and width are
 dynamic. Uses the TorchScript-based exporter (``dynamo=False``, needs only
 the ``onnx`` package). The file is written only if onnxruntime reproduces
 PyTorch's outputs within 1e-4 relative error at a second input size.
+ReXNets are exported channel-aligned (internal widths padded to multiples
+of 4 with zeros, same outputs, faster in onnxruntime); ``--no-align``
+exports the original widths.
 
 Example::
 
@@ -44,6 +47,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--fuse', action='store_true',
                         help='export the fused form (BN folded; onnxruntime '
                         'folds BN itself, so this changes little)')
+    parser.add_argument('--no-align', action='store_true',
+                        help='keep the original channel counts (default: '
+                        'pad internal widths to multiples of 4)')
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224],
                         metavar=('H', 'W'), help='tracing input size')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
@@ -89,7 +95,8 @@ def main(argv: Optional[List[str]] = None) -> float:
         model = copy.deepcopy(model).fuse(channels_last=False)
     tmp = f'{args.out}.unchecked.onnx'
     export_onnx(model, tmp, input_shape=(1, 3, *args.shape),
-                opset=args.opset, dynamic=not args.static)
+                opset=args.opset, dynamic=not args.static,
+                align=not args.no_align)
     # Dynamic exports are checked at another batch and size than traced.
     h, w = args.shape
     gen = torch.Generator().manual_seed(0)
@@ -101,7 +108,8 @@ def main(argv: Optional[List[str]] = None) -> float:
                  f'(relative) > {TOLERANCE:g}; kept {tmp} for inspection')
     os.replace(tmp, args.out)
     print(f'{spec.name} from {source} -> {args.out} (opset {args.opset}, '
-          f'{"static" if args.static else "dynamic batch/height/width"}); '
+          f'{"static" if args.static else "dynamic batch/height/width"}'
+          f'{", unaligned" if args.no_align else ", channel-aligned"}); '
           f'onnxruntime vs PyTorch max relative error {error:.2e}')
     return error
 

@@ -1,0 +1,405 @@
+"""Speed of deployed backbones per image and per FLOP, and of the fused
+eager form: the figures behind issue #12 (docs/performance.md).
+
+:func:`deployed_backbone_rows` times, on onnxruntime (and OpenVINO),
+ReXNet-1.0x unaligned and channel-aligned against mmdet's EfficientNet-B0
+(as exported, and with its "SAME" ``Pad`` nodes folded into the convs by
+:func:`~rexnet_det.deploy.onnx_graph.fold_pads`) and mmdet's MobileNetV2.
+Every backbone runs to its 1280-channel conv, batch 1, at a fixed input
+size. :func:`alignment_rows` compares alignment multiples,
+:func:`eager_fused_rows` the fused eager forms, :func:`ort_op_profile`
+and :func:`torch_op_profile` say where the time goes.
+
+All cases of one (size, threads) group are timed in interleaved rounds
+(:func:`~rexnet_det.analysis.timing.measure`); ``ms`` is the median over
+all calls and ``ms_min``/``ms_max`` the range of the round medians. Ratios
+are medians of per-round ratios. Run under
+:data:`~rexnet_det.analysis.detector_latency.TIMING_ENV`.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import statistics
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..deploy.onnx import export_onnx
+from ..deploy.onnx_graph import constant_fold, count_ops, fold_pads
+from ..models import ReXNet
+from ..models.utils import align_channels, fuse_model
+from .flops import image_complexity
+from .timing import Case, measure, paired_ratio
+
+#: The per-FLOP reference of the tables.
+PEER = 'MobileNetV2'
+
+
+@dataclass
+class Deployed:
+    """One exported backbone on one runtime."""
+    label: str
+    path: str
+    runtime: str  # 'ort' or 'openvino'
+    macs: int
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+def build_backbones(seed: int = 0) -> Dict[str, nn.Module]:
+    """Eval-mode ReXNet-1.0x, EfficientNet-B0 and MobileNetV2 (mmdet),
+    each to its 1280-channel conv, with random weights."""
+    from mmdet.models.backbones import EfficientNet, MobileNetV2
+    torch.manual_seed(seed)
+    models = dict(ReXNet=ReXNet(width_mult=1.0, out_indices=(5, )),
+                  EfficientNet=EfficientNet(arch='b0', out_indices=(6, )),
+                  MobileNetV2=MobileNetV2(widen_factor=1.0,
+                                          out_indices=(7, )))
+    for model in models.values():
+        model.eval()  # mmdet's train() may return None: no chaining
+    return models
+
+
+def ort_runner(path: str, threads: int) -> Callable[[np.ndarray], Any]:
+    """``x -> outputs`` on onnxruntime, without spin-waiting threads."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    session = ort.InferenceSession(path, options,
+                                   providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})
+
+
+def openvino_runner(path: str, threads: int
+                    ) -> Callable[[np.ndarray], Any]:
+    """``x -> outputs`` on OpenVINO's CPU plugin in float32 (its bf16
+    default on AVX-512 changes results)."""
+    import openvino as ov
+    compiled = ov.Core().compile_model(path, 'CPU', {
+        'INFERENCE_PRECISION_HINT': 'f32', 'INFERENCE_NUM_THREADS': threads,
+        'PERFORMANCE_HINT': 'LATENCY'})
+    request = compiled.create_infer_request()
+    return lambda x: request.infer({0: x})
+
+
+RUNNERS = {'ort': ort_runner, 'openvino': openvino_runner}
+
+
+def export_static(model: nn.Module, path: str, size: int,
+                  align: bool = False) -> str:
+    """Export at a fixed ``1 x 3 x size x size`` input."""
+    return export_onnx(model, path, input_shape=(1, 3, size, size),
+                       dynamic=False, align=align, names=['out'])
+
+
+def fold_pads_file(src: str, dst: str, size: int) -> Dict[str, int]:
+    """Write `src` with its pads folded into its convs to `dst`; return the
+    Pad counts before and after."""
+    import onnx
+    model = onnx.load(src)
+    folded = fold_pads(constant_fold(model, [1, 3, size, size]))
+    onnx.save(folded, dst)
+    return dict(pads_before=count_ops(model).get('Pad', 0),
+                pads_after=count_ops(folded).get('Pad', 0))
+
+
+def export_deployed(size: int, out_dir: str, openvino: bool = True,
+                    multiple: int = 4) -> List[Deployed]:
+    """Export the rows of :func:`deployed_backbone_rows` at `size`."""
+    models = build_backbones()
+    macs = {name: image_complexity(m, size, size)['macs']
+            for name, m in models.items()}
+    rexnet = models['ReXNet']
+    aligned = align_channels(copy.deepcopy(rexnet), multiple)
+    macs['ReXNet aligned'] = image_complexity(aligned, size, size)['macs']
+    executed = dict(executed_gmacs=macs['ReXNet aligned'] / 1e9)
+    p = lambda name: osp.join(out_dir, f'{name}_{size}.onnx')  # noqa: E731
+    export_static(rexnet, p('rexnet'), size)
+    export_static(aligned, p('rexnet_aligned'), size)
+    export_static(models['EfficientNet'], p('effnet'), size)
+    folded = fold_pads_file(p('effnet'), p('effnet_folded'), size)
+    export_static(models['MobileNetV2'], p('mbv2'), size)
+    rows = [
+        Deployed('ReXNet-1.0x unaligned', p('rexnet'), 'ort',
+                 macs['ReXNet']),
+        # Per-FLOP figures use the network's own MACs: the padded zeros
+        # are overhead of the form, not work.
+        Deployed(f'ReXNet-1.0x aligned x{multiple}', p('rexnet_aligned'),
+                 'ort', macs['ReXNet'], executed),
+        Deployed('EfficientNet-B0 as exported', p('effnet'), 'ort',
+                 macs['EfficientNet'], dict(pads=folded['pads_before'])),
+        Deployed('EfficientNet-B0 pads folded', p('effnet_folded'), 'ort',
+                 macs['EfficientNet'], dict(pads=folded['pads_after'])),
+        Deployed(PEER, p('mbv2'), 'ort', macs['MobileNetV2']),
+    ]
+    if openvino:
+        rows += [
+            Deployed(f'ReXNet-1.0x aligned x{multiple}', p('rexnet_aligned'),
+                     'openvino', macs['ReXNet'], executed),
+            Deployed('ReXNet-1.0x unaligned', p('rexnet'), 'openvino',
+                     macs['ReXNet']),
+            Deployed('EfficientNet-B0 pads folded', p('effnet_folded'),
+                     'openvino', macs['EfficientNet']),
+            Deployed(PEER, p('mbv2'), 'openvino', macs['MobileNetV2']),
+        ]
+    return rows
+
+
+def _stats(t) -> Dict[str, float]:
+    """Wall median over all calls, range of round medians, CPU median."""
+    medians = [v * 1e3 for v in t.round_medians()]
+    return dict(ms=statistics.median([w * 1e3 for r in t.wall for w in r]),
+                ms_min=min(medians), ms_max=max(medians),
+                cpu_ms=statistics.median([c * 1e3 for r in t.cpu
+                                          for c in r]))
+
+
+def time_deployed(models: Sequence[Deployed], size: int, threads: int,
+                  rounds: int, calls: int) -> List[Dict[str, Any]]:
+    """Time `models` interleaved; one row each, with per-FLOP ratios to
+    :data:`PEER` on the same runtime."""
+    x = np.random.RandomState(0).standard_normal(
+        (1, 3, size, size)).astype(np.float32)
+    cases = []
+    for m in models:
+        run = RUNNERS[m.runtime](m.path, threads)
+        cases.append(Case(f'{m.label} | {m.runtime}', lambda r=run: r(x),
+                          1, dict(model=m.label, runtime=m.runtime,
+                                  size=size, threads=threads,
+                                  gmacs=m.macs / 1e9, **m.info)))
+    timings = measure(cases, rounds, calls, warmup=3)
+    by_case = {(t.case.info['model'], t.case.info['runtime']): t
+               for t in timings.values()}
+    rows = []
+    for m, case in zip(models, cases):
+        t = timings[case.name]
+        row = dict(case.info, **_stats(t), load=os.getloadavg()[0])
+        row['ms_per_gflop'] = row['ms'] / (m.macs / 1e9)
+        peer = next((p for p in models if p.label == PEER and
+                     p.runtime == m.runtime), None)
+        if peer is not None:
+            ratio = paired_ratio(t, by_case[(PEER, m.runtime)])
+            cpu = paired_ratio(t, by_case[(PEER, m.runtime)], 'cpu')
+            flops = m.macs / peer.macs
+            row.update(per_flop_vs_peer=ratio['median'] / flops,
+                       per_flop_min=ratio['min'] / flops,
+                       per_flop_max=ratio['max'] / flops,
+                       per_flop_cpu=cpu['median'] / flops)
+        rows.append(row)
+    return rows
+
+
+def deployed_backbone_rows(threads: Sequence[int] = (1, 2),
+                           sizes: Sequence[int] = (224, 320),
+                           rounds: int = 7, calls: int = 10,
+                           openvino: bool = True,
+                           out_dir: Optional[str] = None
+                           ) -> List[Dict[str, Any]]:
+    """Deployed backbones per image and per FLOP (ReXNet-1.0x unaligned and
+    aligned, EfficientNet-B0 as exported and pads-folded, MobileNetV2).
+
+    Args:
+        threads (Sequence[int]): Thread counts, each its own group.
+        sizes (Sequence[int]): Square input sizes.
+        rounds, calls (int): Interleaved rounds, timed calls per round.
+        openvino (bool): Add OpenVINO (f32) rows. Default: True.
+        out_dir (str, optional): Keep the ONNX files there. Default: a
+            temporary directory.
+
+    Returns:
+        list[dict]: One row per (size, threads, model, runtime): ``model``,
+        ``runtime``, ``size``, ``threads``, ``gmacs`` (the network's own
+        MACs; aligned rows add ``executed_gmacs``, padding included),
+        ``ms`` (median),
+        ``ms_min``/``ms_max`` (round medians), ``cpu_ms`` (process CPU
+        time, the fairer clock on one thread of a shared machine),
+        ``ms_per_gflop``, ``per_flop_vs_peer`` (time ratio to MobileNetV2
+        on the same runtime over the MAC ratio, median of rounds, with
+        ``per_flop_min/max``; ``per_flop_cpu`` on the CPU clock) and
+        ``load`` (1-minute load average after the group).
+
+    Example:
+        >>> rows = deployed_backbone_rows(threads=(1, ), sizes=(224, ),
+        ...                               rounds=3, calls=5)
+        >>> sorted({r['model'] for r in rows})[0]
+        'EfficientNet-B0 as exported'
+    """
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        where = out_dir or tmp
+        os.makedirs(where, exist_ok=True)
+        for size in sizes:
+            models = export_deployed(size, where, openvino)
+            for count in threads:
+                rows += time_deployed(models, size, count, rounds, calls)
+    return rows
+
+
+def alignment_rows(multiples: Sequence[int] = (1, 4, 8, 16),
+                   sizes: Sequence[int] = (224, 320), threads: int = 1,
+                   rounds: int = 7, calls: int = 10
+                   ) -> List[Dict[str, Any]]:
+    """ReXNet-1.0x on onnxruntime aligned to each multiple (1 = off), timed
+    interleaved; rows as :func:`time_deployed` plus ``speedup`` (time of
+    multiple 1 over this one, median of rounds)."""
+    rows = []
+    rexnet = build_backbones()['ReXNet']
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            models = []
+            for m in multiples:
+                model = align_channels(copy.deepcopy(rexnet), m)
+                path = export_static(model, osp.join(tmp, f'{m}.onnx'), size)
+                models.append(Deployed(f'x{m}', path, 'ort', image_complexity(
+                    model, size, size)['macs'], dict(multiple=m)))
+            x = np.random.RandomState(0).standard_normal(
+                (1, 3, size, size)).astype(np.float32)
+            cases = [Case(d.label, lambda r=ort_runner(d.path, threads): r(x),
+                          1, dict(d.info, size=size, threads=threads,
+                                  gmacs=d.macs / 1e9)) for d in models]
+            timings = measure(cases, rounds, calls, warmup=3)
+            base = timings[cases[0].name]
+            for case in cases:
+                t = timings[case.name]
+                rows.append(dict(case.info, **_stats(t),
+                                 speedup=paired_ratio(base, t),
+                                 speedup_cpu=paired_ratio(base, t, 'cpu'),
+                                 load=os.getloadavg()[0]))
+    return rows
+
+
+def eager_forms(seed: int = 0) -> Dict[str, nn.Module]:
+    """ReXNet-1.0x (to the 1280-ch conv) eval, BN-folded NCHW, BN-folded
+    channels_last, and aligned + folded channels_last."""
+    torch.manual_seed(seed)
+    base = ReXNet(out_indices=(5, )).eval()
+    return {
+        'eval': base,
+        'fused NCHW': fuse_model(copy.deepcopy(base), channels_last=False),
+        'fused channels_last': fuse_model(copy.deepcopy(base)),
+        'aligned + fused channels_last': fuse_model(
+            align_channels(copy.deepcopy(base))),
+    }
+
+
+def eager_fused_rows(sizes: Sequence[int] = (224, 320),
+                     threads: Sequence[int] = (1, ), rounds: int = 9,
+                     calls: int = 10) -> List[Dict[str, Any]]:
+    """Eager PyTorch ReXNet-1.0x forms, batch 1, interleaved; ``speedup``
+    is eval time over the form's time (median of rounds, with min/max).
+
+    Example:
+        >>> rows = eager_fused_rows(sizes=(224, ), rounds=3, calls=5)
+        >>> [r['form'] for r in rows][:2]
+        ['eval', 'fused NCHW']
+    """
+    rows = []
+    forms = eager_forms()
+    previous = torch.get_num_threads()
+    try:
+        for count in threads:
+            torch.set_num_threads(count)
+            for size in sizes:
+                x = torch.randn(1, 3, size, size)
+
+                def call(model, x=x):
+                    with torch.no_grad():
+                        return model(x)
+
+                cases = [Case(name, lambda m=m: call(m), 1,
+                              dict(form=name, size=size, threads=count))
+                         for name, m in forms.items()]
+                timings = measure(cases, rounds, calls, warmup=3)
+                base = timings['eval']
+                for case in cases:
+                    t = timings[case.name]
+                    rows.append(dict(case.info, **_stats(t),
+                                     speedup=paired_ratio(base, t),
+                                     speedup_cpu=paired_ratio(base, t, 'cpu'),
+                                     load=os.getloadavg()[0]))
+    finally:
+        torch.set_num_threads(previous)
+    return rows
+
+
+def ort_op_profile(path: str, size: int, threads: int = 1,
+                   runs: int = 30) -> Dict[str, float]:
+    """onnxruntime's own profile of an exported backbone: ms per run by op
+    type after its graph optimisations; NCHWc kernels are marked."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = osp.join(tmp, 'ort_profile')
+        session = ort.InferenceSession(path, options,
+                                       providers=['CPUExecutionProvider'])
+        x = np.zeros((1, 3, size, size), np.float32)
+        name = session.get_inputs()[0].name
+        for _ in range(runs):
+            session.run(None, {name: x})
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    totals: Dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.get('cat') == 'Node' and event['name'].endswith(
+                '_kernel_time'):
+            op = event['args']['op_name']
+            if 'nchwc' in event['name']:  # the layout transformer's nodes
+                op += ' [NCHWc]'
+            totals[op] += event['dur'] / 1e3 / runs
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def torch_op_profile(model: nn.Module, size: int, runs: int = 10
+                     ) -> Dict[str, float]:
+    """torch.profiler self CPU ms per run by op of ``model`` at batch 1."""
+    from torch.profiler import ProfilerActivity, profile
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        model(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(runs):
+                model(x)
+    totals = {e.key: e.self_cpu_time_total / 1e3 / runs
+              for e in prof.key_averages()}
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def format_rows(rows: List[Dict[str, Any]]) -> str:
+    """A markdown table of deployed or eager rows."""
+    if rows and 'form' in rows[0]:
+        lines = ['| form | size | threads | ms [min-max] | CPU ms | speed-up '
+                 'vs eval [min-max] | speed-up, CPU clock |',
+                 '|---|---|---|---|---|---|---|']
+        for r in rows:
+            s, c = r['speedup'], r['speedup_cpu']
+            lines.append(f'| {r["form"]} | {r["size"]} | {r["threads"]} | '
+                         f'{r["ms"]:.2f} [{r["ms_min"]:.2f}-'
+                         f'{r["ms_max"]:.2f}] | {r["cpu_ms"]:.2f} | '
+                         f'{s["median"]:.2f} [{s["min"]:.2f}-{s["max"]:.2f}]'
+                         f' | {c["median"]:.2f} [{c["min"]:.2f}-'
+                         f'{c["max"]:.2f}] |')
+        return '\n'.join(lines)
+    lines = ['| model | runtime | size | threads | GMACs | ms [min-max] | '
+             f'CPU ms | ms/GMAC | per FLOP vs {PEER} [min-max] | same, CPU '
+             'clock |', '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        per_flop = (f'{r["per_flop_vs_peer"]:.2f} [{r["per_flop_min"]:.2f}-'
+                    f'{r["per_flop_max"]:.2f}]'
+                    if 'per_flop_vs_peer' in r else '-')
+        lines.append(f'| {r["model"]} | {r["runtime"]} | {r["size"]} | '
+                     f'{r["threads"]} | {r["gmacs"]:.3f} | {r["ms"]:.2f} '
+                     f'[{r["ms_min"]:.2f}-{r["ms_max"]:.2f}] | '
+                     f'{r["cpu_ms"]:.2f} | {r["ms_per_gflop"]:.1f} | '
+                     f'{per_flop} | '
+                     f'{r.get("per_flop_cpu", float("nan")):.2f} |')
+    return '\n'.join(lines)
