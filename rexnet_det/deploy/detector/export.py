@@ -314,10 +314,11 @@ def export_detector(config: Union[str, Config],
         raise ValueError(f'{name} is a two-stage detector: its export needs '
                          'a fixed batch of 1 (dynamic_batch=True / '
                          '--dynamic-batch is for single-stage detectors)')
-    if masks and not two_stage:
+    if masks and not (cfg.model.get('roi_head') or {}).get('mask_head'):
         raise UnsupportedDetectorError(
             f'masks requested, but {name} builds {cfg.model.get("type")!r}, '
-            'a single-stage detector without a mask head')
+            'which has no mask head (only Mask R-CNN-style detectors '
+            'predict masks)')
     detector, loaded = build_detector(cfg, checkpoint)
     for transform in transforms:
         detector = transform(detector).eval()
