@@ -65,7 +65,7 @@ def test_roi_align_op_matches_mmcv_and_onnx_roialign(tmp_path):
         torch.onnx.export(Op(), (feats, boxes, batch_index), path,
                           dynamo=False, opset_version=16,
                           input_names=['f', 'b', 'i'])
-        assert [n.op_type for n in onnx.load(path).graph.node] == ['RoiAlign']
+        assert 'RoiAlign' in [n.op_type for n in onnx.load(path).graph.node]
         out = run_onnx(path, feats, boxes, batch_index,
                        names=['f', 'b', 'i'])[0]
         assert np.abs(out - expected.numpy()).max() < 1e-5
@@ -77,11 +77,11 @@ def test_multi_level_roi_align_matches_single_roi_extractor(tmp_path):
         dict(type='RoIAlign', output_size=7, sampling_ratio=0), 4,
         [4, 8, 16, 32])
     gen = torch.Generator().manual_seed(1)
-    feats = [torch.randn(1, 4, 64 // s, 96 // s, generator=gen)
-             for s in (1, 2, 4, 8)]  # strides 4..32 of a 256x384 input
-    xy = torch.rand(40, 2, generator=gen) * 150
-    boxes = torch.cat([xy, xy + 2 + torch.rand(40, 2, generator=gen) * 230],
-                      1)
+    feats = [torch.randn(1, 4, 128 // s, 160 // s, generator=gen)
+             for s in (1, 2, 4, 8)]  # strides 4..32 of a 512x640 input
+    xy = torch.rand(40, 2, generator=gen) * 200
+    wh = torch.exp(torch.rand(40, 2, generator=gen) * 5 + 1.5)  # 4.5-665
+    boxes = torch.cat([xy, xy + wh], 1)
     levels = map_roi_levels(boxes, 4)
     assert len(set(levels.tolist())) >= 3  # several levels exercised
     batch_index = torch.zeros(40, dtype=torch.long)
@@ -92,14 +92,16 @@ def test_multi_level_roi_align_matches_single_roi_extractor(tmp_path):
 
     class Op(torch.nn.Module):
         def forward(self, b, *f):
-            return multi_level_roi_align(f, b, batch_index, (7, 7),
+            index = torch.zeros_like(b[:, 0]).long()
+            return multi_level_roi_align(f, b, index, (7, 7),
                                          [4, 8, 16, 32], 0, True, 56)
 
     assert torch.equal(Op()(boxes, *feats), expected)
     path = str(tmp_path / 'levels.onnx')
     names = ['b', 'f0', 'f1', 'f2', 'f3']
     torch.onnx.export(Op(), (boxes, *feats), path, dynamo=False,
-                      opset_version=16, input_names=names)
+                      opset_version=16, input_names=names,
+                      dynamic_axes={'b': {0: 'rois'}})
     out = run_onnx(path, boxes, *feats, names=names)[0]
     assert np.abs(out - expected.numpy()).max() < 1e-5
     # a level with no RoI at all (all boxes small: level 0 only)

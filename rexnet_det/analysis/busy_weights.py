@@ -117,15 +117,16 @@ def busy_two_stage_weights(detector: nn.Module, height: int, width: int,
     """
     from ..deploy.detector.two_stage import TwoStageExport
     gen = torch.Generator().manual_seed(seed)
-    images = torch.rand(1, 3, height, width, generator=gen) * 255
+    images = torch.rand(2, 3, height, width, generator=gen) * 255
     wrapper = TwoStageExport(detector.eval(), with_masks=False)
     inputs = wrapper.normalizer(images)
     norms = [m for m in detector.modules() if isinstance(m, _BatchNorm)]
     momenta = [bn.momentum for bn in norms]
-    for bn in norms:
+    for bn in norms:  # cumulative statistics of the random batch
         bn.reset_running_stats()
         bn.momentum, bn.training = None, True
     detector.extract_feat(inputs)
+    inputs = inputs[:1]
     for bn, momentum in zip(norms, momenta):
         bn.momentum, bn.training = momentum, False
     feats = detector.extract_feat(inputs)
