@@ -209,38 +209,50 @@ def test_two_stage_export_matches_pytorch(name, tmp_path):
 
 # ------------------------------ a briefly trained Mask R-CNN, end to end
 
-ITERS = 60
+ITERS = 40
+SIZE = 96
 
 
 @pytest.fixture(scope='session')
 def trained_mask_rcnn(tmp_path_factory):
-    """The demo Mask R-CNN trained a few dozen iterations on 128 px shapes
-    (the test resize is then the identity, as in the demo), exported."""
+    """The demo Mask R-CNN trained a few dozen iterations on 96 px shapes
+    with large objects (test resize to 96: the identity, as in the demo),
+    exported. An under-trained RPN scores many anchors exactly alike;
+    such ties are resolved differently by onnxruntime's TopK / NMS than
+    by PyTorch's sort, so the model must learn a little."""
     from mmengine.runner import Runner
+    from torch.nn.modules.batchnorm import _BatchNorm
     root = str(tmp_path_factory.mktemp('two_stage_trained'))
     data = osp.join(root, 'shapes')
-    make_synthetic_coco(data, num_train=96, num_val=24, seed=0,
-                        spec=SyntheticCocoSpec(size=128, min_objects=1,
-                                               max_objects=3,
-                                               min_scale=0.3,
-                                               max_scale=0.6))
+    make_synthetic_coco(data, num_train=64, num_val=24, seed=0,
+                        spec=SyntheticCocoSpec(size=SIZE, min_objects=1,
+                                               max_objects=2,
+                                               min_scale=0.35,
+                                               max_scale=0.7))
     cfg = config(MASK_DEMO)
     for key in ('train_dataloader', 'test_dataloader', 'val_dataloader'):
         cfg[key].dataset.data_root = data + '/'
+        for step in cfg[key].dataset.pipeline:
+            if step.type == 'Resize':
+                step.scale = (SIZE, SIZE)
     ann = osp.join(data, 'annotations/instances_val.json')
     cfg.test_evaluator.ann_file = cfg.val_evaluator.ann_file = ann
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=ITERS,
                          val_interval=10**6)
-    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.05,
-                                by_epoch=False, begin=0, end=20)]
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
+                                by_epoch=False, begin=0, end=10)]
     cfg.default_hooks.checkpoint = dict(
         type='AtomicCheckpointHook', interval=ITERS, by_epoch=False)
     cfg.log_processor = dict(by_epoch=False)
     cfg.randomness = dict(seed=0)
     cfg.work_dir = osp.join(root, 'work')
     cfg.log_level = 'WARNING'
-    Runner.from_cfg(cfg).train()
+    runner = Runner.from_cfg(cfg)
+    for module in runner.model.modules():  # settle within few iterations
+        if isinstance(module, _BatchNorm):
+            module.momentum = 0.3
+    runner.train()
     checkpoint = osp.join(cfg.work_dir, f'iter_{ITERS}.pth')
     config_path = osp.join(root, 'config.py')
     cfg.dump(config_path)
@@ -292,7 +304,7 @@ def test_trained_mask_rcnn_openvino_and_infer_tool(trained_mask_rcnn,
     results = deploy_tool('infer').main([t['model'], *paths, '--show-dir',
                                          show, '--score-thr', '0.05'])
     assert all(len(r) > 0 and r.masks is not None and
-               r.masks.shape == (len(r), 128, 128) and r.masks.dtype == bool
+               r.masks.shape == (len(r), SIZE, SIZE) and r.masks.dtype == bool
                for r in results)
     assert all(osp.isfile(osp.join(show, osp.basename(p))) for p in paths)
     assert '(with masks)' in capsys.readouterr().out

@@ -228,8 +228,8 @@ class TwoStageExport(nn.Module):
                 logits.softmax(-1)[..., :-1]
             deltas = deltas.permute(0, 2, 3, 1).reshape(batch, -1, 4)
             # no score threshold in the RPN: every top-k anchor is valid
-            scores, index, _, valid = select_candidates(scores, -1.0,
-                                                        cfg['nms_pre'])
+            scores, index, _, valid = select_candidates(
+                scores, -1.0, cfg['nms_pre'], stable=True)
             mlvl.append((scores, torch.full_like(index, level), valid,
                          gather_rows(deltas, index), priors[index]))
         scores, levels, valid, deltas, priors = (torch.cat(x, 1)
