@@ -277,7 +277,7 @@ def test_trained_mask_rcnn_verifies_with_onnxruntime(trained_mask_rcnn,
     assert abs(report.map_deployed - report.map_reference) <= 0.002
     assert abs(report.segm_map_deployed -
                report.segm_map_reference) <= 0.002
-    assert 'segm ORT' in printed and 'worst mask IoU' in printed
+    assert 'seg ORT' in printed and 'worst mask IoU' in printed
     with open(out) as f:
         saved = json.load(f)
     assert saved['mask_pairs'] == m.mask_pairs

@@ -167,10 +167,10 @@ def deploy_and_verify(cfg, checkpoint: str, out_dir: str, threads: int,
     report = verify_detector(cfg, checkpoint, onnx_path, threads=threads)
     print(f'evaluated PyTorch and onnxruntime on {report.images} validation '
           f'images in {time.perf_counter() - t0:.0f} s')
-    print(format_metrics({'bbox PT': report.metrics['reference'],
-                          'bbox ORT': report.metrics['deployed'],
-                          'segm PT': report.segm_metrics['reference'],
-                          'segm ORT': report.segm_metrics['deployed']}))
+    print(format_metrics({'box PT': report.metrics['reference'],
+                          'box ORT': report.metrics['deployed'],
+                          'seg PT': report.segm_metrics['reference'],
+                          'seg ORT': report.segm_metrics['deployed']}))
     print(report.summary())
     print(f'latency per image ({threads} thread(s), reading and resizing '
           f'included): PyTorch {report.ms_per_image("reference"):.1f} ms, '

@@ -72,9 +72,9 @@ def main(argv: Optional[List[str]] = None):
     tables = {'PyTorch': report.metrics['reference'],
               label: report.metrics['deployed']}
     if report.segm_metrics:
-        tables = {'bbox PT': tables['PyTorch'], f'bbox {label}': tables[label],
-                  'segm PT': report.segm_metrics['reference'],
-                  f'segm {label}': report.segm_metrics['deployed']}
+        tables = {'box PT': tables['PyTorch'], f'box {label}': tables[label],
+                  'seg PT': report.segm_metrics['reference'],
+                  f'seg {label}': report.segm_metrics['deployed']}
     print(format_metrics(tables))
     print(report.summary())
     if args.json:
