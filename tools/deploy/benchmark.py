@@ -3,8 +3,9 @@
 SSDLite-ReXNet-1.0x and mmdet's SSDLite-MobileNetV2 at ``--size`` (320),
 batch 1, on 1 and 2 threads (``--suite mask-rcnn``: Mask R-CNN-ReXNet-1.0x
 vs Mask R-CNN-R50 with masks, on images of each ``--image-sizes`` H W pair,
-default the demo's 128x128 and COCO's 800x1333, no targets); every row goes from the same decoded BGR image
-to boxes in its pixels (resize and normalisation included). Rows of one
+default the demo's 128x128 and COCO's 800x1333, no targets); every row
+goes from the same decoded BGR image to boxes in its pixels (resize and
+normalisation included). Rows of one
 thread count are timed in interleaved rounds; figures are medians with the
 min-max of the round medians. MACs (conv + linear multiply-adds of the
 network) come from mmengine's FlopAnalyzer. Prints the table and the issue
