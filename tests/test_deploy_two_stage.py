@@ -122,13 +122,18 @@ def test_paste_masks_matches_mmdet_do_paste_mask(tmp_path):
                       1)
     full, _ = _do_paste_mask(masks[:, None], boxes, 90, 110, skip_empty=False)
     ours = paste_masks(masks, boxes, 90, 110)
-    assert torch.equal(ours, full)
+    # separable matmuls vs grid_sample: the same interpolation, rounded
+    # differently
+    assert (ours - full).abs().max() < 1e-5
     for i in range(6):  # mmdet's CPU path: one box at a time, cropped
         crop, (ys, xs) = _do_paste_mask(masks[i:i + 1, None], boxes[i:i + 1],
                                         90, 110, skip_empty=True)
         binary = torch.zeros(90, 110, dtype=torch.bool)
         binary[ys, xs] = crop[0] >= 0.5
-        assert torch.equal(ours[i] >= 0.5, binary)
+        assert binary.sum() > 20  # a real mask
+        # pixels may only flip where the value is 0.5 to rounding
+        flipped = (ours[i] >= 0.5) != binary
+        assert ((full[i][flipped] - 0.5).abs() < 1e-5).all()
 
     class Op(torch.nn.Module):
         def forward(self, m, b):
@@ -177,7 +182,6 @@ def test_two_stage_export_matches_pytorch(name, tmp_path):
     assert {n.domain for n in model.graph.node} == {''}  # no custom ops
     ops = {n.op_type for n in model.graph.node}
     assert {'RoiAlign', 'NonMaxSuppression', 'TopK'} <= ops
-    assert ('GridSample' in ops) is with_masks
     assert [o.name for o in model.graph.output] == (
         ['dets', 'labels', 'masks'] if with_masks else ['dets', 'labels'])
     x = images(3, 1, *SHAPE)

@@ -3,7 +3,7 @@
 * :mod:`.ops`: graph-safe normalisation, candidate selection, box
   decoding, per-class NMS with top-k (shared by both kinds);
 * :mod:`.roi_ops`: RoIAlign (ONNX ``RoiAlign``), FPN level mapping and
-  mask pasting (``GridSample``) for two-stage detectors;
+  mask pasting (separable bilinear ``MatMul``) for two-stage detectors;
 * :mod:`.single_stage`: :class:`SingleStageExport` (SSD, SSDLite,
   RetinaNet);
 * :mod:`.two_stage`: :class:`TwoStageExport` (Faster / Mask R-CNN);

@@ -274,7 +274,7 @@ def export_detector(config: Union[str, Config],
         dynamic_batch (bool): Let the batch size vary (single-stage only).
             Default: False.
         opset (int): ONNX opset, >= 11 (>= 16 for two-stage: RoiAlign's
-            half_pixel mode, GridSample). Default: 17.
+            half_pixel mode). Default: 17.
         transforms (Sequence[Callable]): Applied in order to the eval-mode
             detector before tracing (``nn.Module -> nn.Module``), e.g. a
             channel alignment that leaves outputs unchanged.
@@ -308,8 +308,8 @@ def export_detector(config: Union[str, Config],
                          f'got {opset}')
     if two_stage and opset < MIN_OPSET_TWO_STAGE:
         raise ValueError(f'two-stage export needs opset >= '
-                         f'{MIN_OPSET_TWO_STAGE} (RoiAlign half_pixel, '
-                         f'GridSample), got {opset}')
+                         f'{MIN_OPSET_TWO_STAGE} (RoiAlign half_pixel), '
+                         f'got {opset}')
     if two_stage and dynamic_batch:
         raise ValueError(f'{name} is a two-stage detector: its export needs '
                          'a fixed batch of 1 (dynamic_batch=True / '

@@ -219,7 +219,8 @@ class DeployedDetector:
                                        np.float32)
         kept_masks = None
         if masks is not None:
-            kept_masks = self.original_masks(masks[filled][keep], prepared)
+            kept_masks = self.original_masks(
+                masks[np.flatnonzero(filled)[keep]], prepared)
         return Detections(boxes.astype(np.float32),
                           dets[filled, 4][keep].astype(np.float32),
                           labels[filled][keep].astype(np.int64), kept_masks)
@@ -232,6 +233,8 @@ class DeployedDetector:
         import cv2
         new_h, new_w = prepared.img_shape
         h, w = prepared.ori_shape
+        if (new_h, new_w) == (h, w):  # not resized: crop and threshold
+            return masks[:, :h, :w] >= self.meta.mask_thr
         out = np.zeros((len(masks), h, w), bool)
         for i, mask in enumerate(masks):
             mask = mask[:new_h, :new_w]

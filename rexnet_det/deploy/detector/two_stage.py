@@ -17,7 +17,7 @@ reproduces its predict step by step, from the raw outputs of its layers:
    ``score_thr``, per-class NMS and the ``max_per_img`` best detections;
 5. Mask R-CNN: the mask head on the final boxes, the probability map of
    each box's class pasted into the input image (mmdet's
-   ``_do_paste_mask``).
+   ``_do_paste_mask``, as separable bilinear interpolation).
 
 Called in PyTorch it gives what the exported graph gives. Proposal and
 detection slots are fixed; empty ones are masked out (box and score 0,
