@@ -220,23 +220,25 @@ class DeployedDetector:
         kept_masks = None
         if masks is not None:
             kept_masks = self.original_masks(
-                masks[np.flatnonzero(filled)[keep]], prepared)
+                masks, np.flatnonzero(filled)[keep], prepared)
         return Detections(boxes.astype(np.float32),
                           dets[filled, 4][keep].astype(np.float32),
                           labels[filled][keep].astype(np.int64), kept_masks)
 
-    def original_masks(self, masks: np.ndarray, prepared: PreparedImage
-                       ) -> np.ndarray:
-        """``[n, H, W]`` probabilities in input pixels -> ``[n, h, w]``
-        bool masks of the original image: crop the padding, resize
-        bilinearly, keep ``>= mask_thr``."""
+    def original_masks(self, masks: np.ndarray, index: np.ndarray,
+                       prepared: PreparedImage) -> np.ndarray:
+        """Slots `index` of ``[K, H, W]`` probabilities in input pixels ->
+        ``[n, h, w]`` bool masks of the original image: crop the padding,
+        resize bilinearly, keep ``>= mask_thr``."""
         import cv2
         new_h, new_w = prepared.img_shape
         h, w = prepared.ori_shape
         if (new_h, new_w) == (h, w):  # not resized: crop and threshold
-            return masks[:, :h, :w] >= self.meta.mask_thr
-        out = np.zeros((len(masks), h, w), bool)
-        for i, mask in enumerate(masks):
+            return np.stack([masks[i, :h, :w] >= self.meta.mask_thr
+                             for i in index]) if len(index) else \
+                np.zeros((0, h, w), bool)
+        out = np.zeros((len(index), h, w), bool)
+        for i, mask in enumerate(masks[j] for j in index):
             mask = mask[:new_h, :new_w]
             if (new_h, new_w) != (h, w):
                 mask = cv2.resize(mask, (w, h),

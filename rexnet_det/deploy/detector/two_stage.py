@@ -302,10 +302,12 @@ class TwoStageExport(nn.Module):
             index = labels.reshape(-1).clamp(min=0)
             preds = preds.gather(1, index[:, None, None, None].expand(
                 -1, 1, preds.shape[2], preds.shape[3]))
-        probs = preds[:, 0].sigmoid()
+        # empty slots: zero maps paste to zero (pasting is linear), which
+        # is cheaper than zeroing the [K, H, W] result
+        filled = (labels >= 0).reshape(-1, 1, 1).to(preds.dtype)
+        probs = preds[:, 0].sigmoid() * filled
         pasted = paste_masks(probs, boxes.reshape(-1, 4), height, width)
-        pasted = pasted.reshape(batch, count, height, width)
-        return pasted * (labels >= 0)[..., None, None].to(pasted.dtype)
+        return pasted.reshape(batch, count, height, width)
 
     def forward(self, images: Tensor) -> Tuple[Tensor, ...]:
         height, width = int(images.shape[2]), int(images.shape[3])
