@@ -2,6 +2,7 @@
 random-weight parity of our and mmdet's configs, a briefly trained Mask
 R-CNN verified end to end (boxes and masks), and the errors users meet."""
 import json
+import os
 import os.path as osp
 
 import numpy as np
@@ -368,3 +369,22 @@ def test_mask_rcnn_without_masks(tmp_path):
     assert meta.masks is False
     assert [o.name for o in onnx.load(out).graph.output] == ['dets',
                                                              'labels']
+
+
+def test_demo_deploy_step(trained_mask_rcnn, tmp_path, capsys):
+    """The last step of ``make demo`` (rexnet_det/apps/demo.py) on the
+    trained fixture: export, onnxruntime vs PyTorch tables, pictures."""
+    from mmengine.config import Config
+
+    from rexnet_det.apps.demo import deploy_and_verify
+    t = trained_mask_rcnn
+    outcome = deploy_and_verify(Config.fromfile(t['config']),
+                                t['checkpoint'], str(tmp_path), 1, 2)
+    printed = capsys.readouterr().out
+    assert outcome.ok and osp.isfile(outcome.onnx_path)
+    assert outcome.report.match.fraction >= 0.99
+    assert sorted(os.listdir(outcome.vis_dir)) == [
+        '000000.png', '000001.png']
+    assert 'box ORT' in printed and 'seg ORT' in printed
+    assert 'latency per image' in printed and 'tolerance 0.002: met' in \
+        printed
