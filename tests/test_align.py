@@ -189,8 +189,10 @@ def test_detector_export_aligned_gives_the_same_dets(tmp_path):
     import onnx
     from rexnet_det.analysis.busy_weights import busy_weights
     from rexnet_det.analysis.detectors import build_detector, load_config
+    from rexnet_det.deploy.compare import match_detections
     from rexnet_det.deploy.detector import DeployedDetector, export_detector
     config = 'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py'
+    torch.manual_seed(0)
     detector = busy_weights(build_detector(load_config(config)), 128, 128)
     ckpt = str(tmp_path / 'busy.pth')
     torch.save({'state_dict': detector.state_dict()}, ckpt)
@@ -206,9 +208,14 @@ def test_detector_export_aligned_gives_the_same_dets(tmp_path):
         outs[align] = DeployedDetector(path, 'ort', 1).predict(image)
     aligned, plain = outs[True], outs[False]
     assert len(plain.scores) > 10
-    assert np.array_equal(aligned.labels, plain.labels)
-    assert np.abs(aligned.bboxes - plain.bboxes).max() < 1e-4 * 128
-    assert np.abs(aligned.scores - plain.scores).max() < 1e-4
+    # pairs, not positions: scores equal to ~1e-6 may swap places in the
+    # sorted output, and one may swap across the max_per_img cut
+    match = match_detections(
+        (plain.bboxes, plain.scores, plain.labels),
+        (aligned.bboxes, aligned.scores, aligned.labels),
+        iou_thr=0.999, score_tol=1e-4)
+    assert match.matched >= len(plain.scores) - 1, match
+    assert match.worst_box_diff < 1e-4 * 128
 
 
 class _SamePad(nn.Module):

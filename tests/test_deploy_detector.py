@@ -401,13 +401,19 @@ def test_trained_metadata_and_infer_tool(trained, tmp_path, capsys):
 
 # ------------------------------------------------------------------ errors
 
-def test_two_stage_config_is_refused_by_name(tmp_path, capsys):
+def test_unsupported_two_stage_config_is_refused_by_name(tmp_path, capsys):
+    """Faster / Mask R-CNN export (tests/test_deploy_two_stage.py); other
+    RoI heads are refused, naming the detector and the head."""
+    cfg = config(FASTER_RCNN)
+    cfg.model.roi_head.type = 'CascadeRoIHead'
     with pytest.raises(UnsupportedDetectorError,
-                       match="two-stage export not supported yet: .*"
-                       "'FasterRCNN'"):
-        export_detector(config(FASTER_RCNN), None, str(tmp_path / 'x.onnx'))
-    with pytest.raises(SystemExit, match='two-stage export not supported'):
-        deploy_tool('export').main([FASTER_RCNN, 'x.pth', '--out',
+                       match="builds 'FasterRCNN' with roi_head "
+                       "'CascadeRoIHead'; two-stage export supports"):
+        export_detector(cfg, None, str(tmp_path / 'x.onnx'))
+    path = str(tmp_path / 'cascade.py')
+    cfg.dump(path)
+    with pytest.raises(SystemExit, match="roi_head 'CascadeRoIHead'"):
+        deploy_tool('export').main([path, 'x.pth', '--out',
                                   str(tmp_path / 'x.onnx')])
     assert not osp.exists(tmp_path / 'x.onnx')
 

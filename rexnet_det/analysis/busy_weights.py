@@ -85,3 +85,66 @@ def busy_weights(detector: nn.Module, height: int, width: int,
                 conv.bias.mul_(scale).add_(mean -
                                            float(values.mean()) * scale)
     return detector.eval()
+
+
+def _rescale(layer: nn.Module, outputs: torch.Tensor, std: float,
+             mean: float) -> None:
+    """Scale `layer` (conv / linear) so that `outputs` get `std` and
+    `mean`."""
+    scale = std / float(outputs.std().clamp_min(1e-12))
+    layer.weight.mul_(scale)
+    if layer.bias is not None:
+        layer.bias.mul_(scale).add_(mean - float(outputs.mean()) * scale)
+
+
+@torch.no_grad()
+def busy_two_stage_weights(detector: nn.Module, height: int, width: int,
+                           seed: int = 0) -> nn.Module:
+    """:func:`busy_weights` for Faster / Mask R-CNN: BatchNorm statistics
+    of random images, RPN objectness logits spread (std 1, mean -1) so
+    proposals fill ``max_per_img``, box-head class logits spread (std 2)
+    so that many (RoI, class) pairs pass ``score_thr``, and mask logits
+    spread (std 3) so few mask pixels sit at the 0.5 threshold.
+
+    Args:
+        detector (nn.Module): An mmdet ``TwoStageDetector`` (changed in
+            place and returned in eval mode).
+        height, width (int): Input size of the calibration images.
+        seed (int): Seed of the random images. Default: 0.
+
+    Returns:
+        nn.Module: `detector`.
+    """
+    from ..deploy.detector.two_stage import TwoStageExport
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(2, 3, height, width, generator=gen) * 255
+    wrapper = TwoStageExport(detector.eval(), with_masks=False)
+    inputs = wrapper.normalizer(images)
+    norms = [m for m in detector.modules() if isinstance(m, _BatchNorm)]
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:  # cumulative statistics of the random batch
+        bn.reset_running_stats()
+        bn.momentum, bn.training = None, True
+    detector.extract_feat(inputs)
+    inputs = inputs[:1]
+    for bn, momentum in zip(norms, momenta):
+        bn.momentum, bn.training = momentum, False
+    feats = detector.extract_feat(inputs)
+    rpn = detector.rpn_head
+    cls_scores, bbox_preds = rpn(feats)
+    _rescale(rpn.rpn_cls, torch.cat([c.flatten() for c in cls_scores]), 1.0,
+             -1.0)
+    _rescale(rpn.rpn_reg, torch.cat([b.flatten() for b in bbox_preds]), 0.2,
+             0.0)
+    proposals, _ = wrapper.proposals(feats, height, width)
+    roi = detector.roi_head
+    head = roi.bbox_head
+    cls_score, bbox_pred = head(wrapper.roi_features(
+        roi.bbox_roi_extractor, feats, proposals))
+    _rescale(head.fc_cls, cls_score, 2.0, 0.0)
+    _rescale(head.fc_reg, bbox_pred, 0.5, 0.0)
+    if roi.with_mask:
+        preds = roi.mask_head(wrapper.roi_features(roi.mask_roi_extractor,
+                                                   feats, proposals))
+        _rescale(roi.mask_head.conv_logits, preds, 3.0, 0.0)
+    return detector.eval()

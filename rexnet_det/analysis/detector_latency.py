@@ -14,6 +14,12 @@ All rows of one thread count are timed round by round in rotating order
 per-round ratios. A model is one line of :data:`DEFAULT_MODELS`; a
 transformed variant (e.g. channel-aligned) is one more line with its
 ``transforms``.
+
+:data:`MASK_RCNN_MODELS` is the two-stage suite (Mask R-CNN-ReXNet-1.0x vs
+Mask R-CNN-R50, masks pasted in the graph), timed on an image the size of
+the test resize (:func:`prepare_two_stage`), so mmdet and the exported
+graph see the same pixels; its MACs come from
+:func:`~rexnet_det.analysis.complexity.detector_complexity`.
 """
 import json
 import os
@@ -30,11 +36,13 @@ import torch.nn as nn
 from ..deploy.detector import DeployedDetector
 from ..deploy.detector.export import export_wrapper, make_meta
 from ..deploy.detector.single_stage import SingleStageExport
+from ..deploy.detector.two_stage import TwoStageExport
 from ..deploy.detector.verify import ready_for_inference, with_test_size
 from ..models.utils import align_channels
-from .busy_weights import busy_weights
-from .detectors import (MBV2_SSDLITE, REXNET_SSDLITE, build_detector,
-                        load_config)
+from .busy_weights import busy_two_stage_weights, busy_weights
+from .complexity import detector_complexity
+from .detectors import (MBV2_SSDLITE, REXNET_MASK_RCNN, REXNET_SSDLITE,
+                        build_detector, load_config)
 from .flops import count_complexity
 from .goals import DEPLOY_PER_FLOP as TARGET_PER_FLOP
 from .goals import DEPLOY_SPEEDUP as TARGET_SPEEDUP
@@ -76,6 +84,16 @@ DEFAULT_MODELS = (
     LatencyModel('SSDLite-ReXNet-1.0x aligned', REXNET_SSDLITE,
                  (align_channels, )),
 )
+
+
+MMDET_MASK_RCNN = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+#: The two-stage suite: Mask R-CNN with boxes and masks.
+MASK_RCNN_MODELS = (
+    LatencyModel('Mask R-CNN-ReXNet-1.0x', REXNET_MASK_RCNN),
+    LatencyModel('Mask R-CNN-R50', MMDET_MASK_RCNN, peer=True),
+)
+#: Image sizes (H, W) of the two-stage suite: the demo's and COCO's.
+MASK_RCNN_SIZES = ((128, 128), (800, 1333))
 
 
 @dataclass
@@ -128,6 +146,41 @@ def prepare_model(spec: LatencyModel, size: int, out_dir: str,
                          counted['macs'], counted['params'])
 
 
+def prepare_two_stage(spec: LatencyModel, image_size: Tuple[int, int],
+                      out_dir: str, seed: int = 0) -> PreparedModel:
+    """Build the two-stage `spec` with busy random weights, its test resize
+    set to keep-ratio ``image_size`` (W, H as mmdet's scale) so that an
+    image of that size is not resized, apply its transforms and export it
+    (canvas: `image_size` rounded up to the stride)."""
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+
+    from ..deploy.detector.export import network_stride
+    h, w = image_size
+    cfg = load_config(spec.config)
+    for step in get_test_pipeline_cfg(cfg):
+        if str(step.get('type', '')).endswith('Resize'):
+            step['scale'], step['keep_ratio'] = (w, h), True
+    detector = build_detector(cfg).eval()
+    stride = network_stride(detector)
+    canvas = tuple(-(-s // stride) * stride for s in image_size)
+    detector = busy_two_stage_weights(detector, *canvas, seed=seed)
+    for transform in spec.transforms:
+        detector = transform(detector).eval()
+    wrapper = TwoStageExport(detector).eval()
+    meta = make_meta(cfg, wrapper, {}, canvas, False,
+                     dict(config=spec.config, checkpoint='busy random'))
+    path = osp.join(out_dir, f'{spec.label.replace(" ", "_")}_{h}x{w}.onnx')
+    export_wrapper(wrapper, meta, path)
+    model = ready_for_inference(detector, cfg)
+    steps = get_test_pipeline_cfg(model.cfg.copy())
+    steps[0].type = 'mmdet.LoadImageFromNDArray'
+    steps = [st for st in steps if 'LoadAnnotations' not in st.type]
+    counted = detector_complexity(spec.config, canvas)
+    return PreparedModel(spec, model, Compose(steps), path, counted['macs'],
+                         counted['params'])
+
+
 def _cases(models: Sequence[PreparedModel], runtimes: Sequence[str],
            threads: int, image: np.ndarray) -> List[Case]:
     from mmdet.apis import inference_detector
@@ -159,14 +212,16 @@ class LatencyResult:
 def run_latency(models: Sequence[PreparedModel], image: np.ndarray,
                 threads: Sequence[int] = (1, 2),
                 runtimes: Sequence[str] = ('pytorch', 'ort', 'openvino'),
-                rounds: int = 7, calls: int = 5) -> LatencyResult:
-    """Time every model on every runtime, per thread count, interleaved."""
+                rounds: int = 7, calls: int = 5, targets: bool = True,
+                warmup: int = 2) -> LatencyResult:
+    """Time every model on every runtime, per thread count, interleaved
+    (`targets`: also the issue #11 ratios against their targets)."""
     result = LatencyResult()
     peer = next((m for m in models if m.spec.peer), None)
     for count in threads:
         torch.set_num_threads(count)
         cases = _cases(models, runtimes, count, image)
-        timings = measure(cases, rounds, calls, warmup=2)
+        timings = measure(cases, rounds, calls, warmup=warmup)
         by_key = {(t.case.info['model'], t.case.info['runtime']): t
                   for t in timings.values()}
         for t in timings.values():
@@ -174,7 +229,7 @@ def run_latency(models: Sequence[PreparedModel], image: np.ndarray,
             walls = [w * 1e3 for r in t.wall for w in r]
             result.rows.append(dict(t.case.info, ms=statistics.median(walls),
                                     ms_min=min(medians), ms_max=max(medians)))
-        for prepared in models:
+        for prepared in models if targets else ():
             label = prepared.spec.label
             for runtime in runtimes:
                 if runtime == 'pytorch':

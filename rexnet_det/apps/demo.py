@@ -4,8 +4,14 @@ Generates the built-in shapes dataset (COCO format, polygon masks), trains a
 Mask R-CNN with a ReXNet backbone on it from scratch on the CPU (progress
 line on the console, full mmengine log in the work dir), evaluates the
 validation split with the 12 COCO metrics for boxes and masks, draws the
-predicted boxes and masks on validation images and says where everything
-went.
+predicted boxes and masks on validation images, then deploys it: exports
+one ONNX file (RPN, RoI heads and mask pasting inside), evaluates that file
+with onnxruntime on the same validation split (``verify_detector``: bbox
+and segm mAP of PyTorch and onnxruntime side by side, matched detections,
+worst mask IoU, latency per image) and draws its predictions. It says where
+everything went and fails (exit 1) below the mAP target or when the
+deployed mAP differs from PyTorch's by more than
+:data:`DEPLOY_MAP_TOLERANCE`.
 
 The detector is ``configs/demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py``, which
 inherits the COCO config ``configs/mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_
@@ -23,7 +29,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-from ..analysis.goals import DEMO_BBOX_MAP
+from ..analysis.goals import DEMO_BBOX_MAP, DEPLOY_MAP_TOLERANCE
 from ..utils.configs import resolve_config
 
 DEFAULT_CONFIG = 'rexnet_det::demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py'
@@ -126,6 +132,66 @@ def draw_predictions(runner, cfg, data_root: str, vis_dir: str, num: int,
     return paths
 
 
+@dataclass
+class DeployOutcome:
+    """What the deploy step produced."""
+    onnx_path: str
+    vis_dir: str
+    report: object  # VerifyReport
+    ok: bool
+
+
+def deploy_and_verify(cfg, checkpoint: str, out_dir: str, threads: int,
+                      num_vis: int) -> DeployOutcome:
+    """Export the trained detector, evaluate the ONNX file with onnxruntime
+    on the validation split next to PyTorch, print the tables and draw the
+    deployed predictions on the first `num_vis` validation images."""
+    from ..deploy.detector import (DeployedDetector, export_detector,
+                                   verify_detector)
+    from ..deploy.detector.visualize import draw_detections
+    from ..evaluation import format_metrics
+    onnx_path = osp.join(out_dir, 'mask-rcnn.onnx')
+    t0 = time.perf_counter()
+    meta = export_detector(cfg, checkpoint, onnx_path)
+    h, w = meta.resize.size
+    print(f'exported {short(onnx_path)} ({osp.getsize(onnx_path) / 1e6:.1f}'
+          f' MB, input 1x3x{h}x{w}, outputs dets/labels/masks, K='
+          f'{meta.max_per_img}) in {time.perf_counter() - t0:.0f} s',
+          flush=True)
+    t0 = time.perf_counter()
+    report = verify_detector(cfg, checkpoint, onnx_path, threads=threads)
+    print(f'evaluated PyTorch and onnxruntime on {report.images} validation '
+          f'images in {time.perf_counter() - t0:.0f} s')
+    print(format_metrics({'box PT': report.metrics['reference'],
+                          'box ORT': report.metrics['deployed'],
+                          'seg PT': report.segm_metrics['reference'],
+                          'seg ORT': report.segm_metrics['deployed']}))
+    print(report.summary())
+    print(f'latency per image ({threads} thread(s), reading and resizing '
+          f'included): PyTorch {report.ms_per_image("reference"):.1f} ms, '
+          f'onnxruntime {report.ms_per_image("deployed"):.1f} ms')
+    diffs = (report.map_deployed - report.map_reference,
+             report.segm_map_deployed - report.segm_map_reference)
+    ok = all(abs(d) <= DEPLOY_MAP_TOLERANCE for d in diffs)
+    vis_dir = osp.join(out_dir, 'vis_onnx')
+    os.makedirs(vis_dir, exist_ok=True)
+    deployed = DeployedDetector(onnx_path, 'ort', threads)
+    data_root = cfg.test_dataloader.dataset.data_root
+    with open(cfg.test_evaluator.ann_file) as f:
+        images = json.load(f)['images'][:num_vis]
+    from ..deploy.detector import read_image
+    for im in images:
+        image = read_image(osp.join(data_root, 'val', im['file_name']))
+        draw_detections(image, deployed.predict(image), deployed.classes,
+                        osp.join(vis_dir, im['file_name']),
+                        deployed.meta.palette, 0.5)
+    print(f'deployed mAP vs PyTorch: bbox {diffs[0]:+.4f}, segm '
+          f'{diffs[1]:+.4f} (tolerance {DEPLOY_MAP_TOLERANCE}: '
+          f'{"met" if ok else "NOT met"}); {len(images)} images drawn by '
+          f'onnxruntime in {short(vis_dir)}')
+    return DeployOutcome(onnx_path, vis_dir, report, ok)
+
+
 def short(path: str) -> str:
     """Path relative to the working directory when it is below it."""
     rel = osp.relpath(path)
@@ -153,7 +219,7 @@ def run_demo(args: DemoOptions) -> int:
           f'scratch on CPU ({args.threads} torch thread(s), torch '
           f'{torch.__version__})')
 
-    section('1/4 data')
+    section('1/5 data')
     t0 = time.perf_counter()
     make_synthetic_coco(data_root, args.num_train, args.num_val,
                         seed=args.seed, spec=SyntheticCocoSpec(size=args.size))
@@ -162,7 +228,7 @@ def run_demo(args: DemoOptions) -> int:
           f'triangle, ellipse) with polygon masks -> {data_root} '
           f'({time.perf_counter() - t0:.0f} s)')
 
-    section('2/4 train')
+    section('2/5 train')
     cfg = build_cfg(args, data_root, work_dir)
     # The console gets a progress line; mmengine's config dump, environment
     # and per-iteration logs go to the log file.
@@ -183,7 +249,7 @@ def run_demo(args: DemoOptions) -> int:
     t_train = time.perf_counter() - t0
     print(f'trained and validated in {t_train:.0f} s', flush=True)
 
-    section('3/4 COCO evaluation (validation split)')
+    section('3/5 COCO evaluation (validation split)')
     prefix = cfg.val_evaluator.outfile_prefix
     with open(f'{prefix}.bbox.json') as f:
         results = json.load(f)
@@ -197,12 +263,17 @@ def run_demo(args: DemoOptions) -> int:
         json.dump(metrics, f, indent=1)
     print(format_metrics(metrics))
 
-    section('4/4 pictures')
+    section('4/5 pictures')
     pictures = draw_predictions(runner, cfg, data_root, vis_dir,
                                 args.num_vis)
     print(f'{len(pictures) - 1} validation images with predicted boxes and '
           f'masks (score >= 0.5) in {short(vis_dir)}; input | prediction '
           f'overview: {short(pictures[0])}')
+
+    section('5/5 deploy: ONNX on onnxruntime vs PyTorch')
+    ckpt = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+    deploy = deploy_and_verify(build_cfg(args, data_root, work_dir), ckpt,
+                               out_dir, args.threads, args.num_vis)
 
     bbox_map, segm_map = metrics['bbox']['AP'], metrics['segm']['AP']
     wall = time.perf_counter() - t_start
@@ -211,14 +282,20 @@ def run_demo(args: DemoOptions) -> int:
           f'{segm_map:.3f}   (target bbox mAP >= {DEMO_BBOX_MAP:.2f}: '
           f'{"met" if bbox_map >= DEMO_BBOX_MAP else "NOT met"})')
     print(f'wall time {wall / 60:.1f} min (training {t_train / 60:.1f} min)')
-    ckpt = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
     print(f'data        {short(data_root)}')
     print(f'checkpoint  {short(ckpt)}')
     print(f'log         {short(runner.log_dir)}')
     print(f'results     {short(results_file)} (COCO format)')
     print(f'metrics     {short(osp.join(out_dir, "metrics.json"))}')
     print(f'pictures    {short(vis_dir)}')
+    print(f'onnx        {short(deploy.onnx_path)} (onnxruntime pictures: '
+          f'{short(deploy.vis_dir)})')
     print(f're-evaluate: python tools/analysis/coco_eval.py '
           f'{short(results_file)} {short(cfg.val_evaluator.ann_file)} '
           f'--types bbox segm')
-    return 0 if bbox_map >= DEMO_BBOX_MAP else 1
+    print(f'deployed    onnxruntime bbox mAP {deploy.report.map_deployed:.3f}'
+          f' / segm mAP {deploy.report.segm_map_deployed:.3f} vs PyTorch '
+          f'{deploy.report.map_reference:.3f} / '
+          f'{deploy.report.segm_map_reference:.3f} (within '
+          f'{DEPLOY_MAP_TOLERANCE}: {"yes" if deploy.ok else "NO"})')
+    return 0 if bbox_map >= DEMO_BBOX_MAP and deploy.ok else 1

@@ -1,7 +1,7 @@
 """Comparing a deployed form of a model with the original: tensors
 (:func:`max_relative_error`) and detections (:func:`match_detections`)."""
 from dataclasses import dataclass
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -41,12 +41,17 @@ class DetectionMatch:
             matched pairs; 0 if none.
         worst_score_diff (float): Largest score difference over matched
             pairs; 0 if none.
+        mask_pairs (int): Matched pairs whose masks were compared.
+        worst_mask_iou (float): Smallest mask IoU over those pairs; 1 if
+            none.
     """
     matched: int = 0
     reference: int = 0
     candidate: int = 0
     worst_box_diff: float = 0.0
     worst_score_diff: float = 0.0
+    mask_pairs: int = 0
+    worst_mask_iou: float = 1.0
 
     @property
     def fraction(self) -> float:
@@ -60,13 +65,25 @@ class DetectionMatch:
             self.matched + other.matched, self.reference + other.reference,
             self.candidate + other.candidate,
             max(self.worst_box_diff, other.worst_box_diff),
-            max(self.worst_score_diff, other.worst_score_diff))
+            max(self.worst_score_diff, other.worst_score_diff),
+            self.mask_pairs + other.mask_pairs,
+            min(self.worst_mask_iou, other.worst_mask_iou))
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks of one shape (1 for two empty masks)."""
+    if a.shape != b.shape:
+        raise ValueError(f'masks differ in shape: {a.shape} vs {b.shape}')
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def match_detections(reference: Tuple[np.ndarray, np.ndarray, np.ndarray],
                      candidate: Tuple[np.ndarray, np.ndarray, np.ndarray],
                      iou_thr: float = 0.98,
-                     score_tol: float = 2e-3) -> DetectionMatch:
+                     score_tol: float = 2e-3,
+                     masks: Optional[Tuple[np.ndarray, np.ndarray]] = None
+                     ) -> DetectionMatch:
     """Pair up two detection sets of one image.
 
     Reference detections are taken in descending score order; each pairs
@@ -79,6 +96,9 @@ def match_detections(reference: Tuple[np.ndarray, np.ndarray, np.ndarray],
         iou_thr (float): Minimum IoU of a pair. Default: 0.98.
         score_tol (float): Largest score difference of a pair.
             Default: 2e-3.
+        masks (tuple, optional): ``(reference [n, h, w], candidate
+            [m, h, w])`` boolean masks; the mask IoU of every matched pair
+            is then measured (``mask_pairs``, ``worst_mask_iou``).
 
     Returns:
         DetectionMatch: Counts and worst differences.
@@ -109,4 +129,8 @@ def match_detections(reference: Tuple[np.ndarray, np.ndarray, np.ndarray],
             np.abs(ref_boxes[i] - cand_boxes[j]).max()))
         result.worst_score_diff = max(result.worst_score_diff,
                                       float(score_diff[i, j]))
+        if masks is not None:
+            result.mask_pairs += 1
+            result.worst_mask_iou = min(result.worst_mask_iou, mask_iou(
+                np.asarray(masks[0][i]), np.asarray(masks[1][j])))
     return result

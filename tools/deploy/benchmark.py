@@ -1,8 +1,11 @@
 """Latency of deployed detectors: PyTorch predict vs onnxruntime vs OpenVINO.
 
 SSDLite-ReXNet-1.0x and mmdet's SSDLite-MobileNetV2 at ``--size`` (320),
-batch 1, on 1 and 2 threads; every row goes from the same decoded BGR image
-to boxes in its pixels (resize and normalisation included). Rows of one
+batch 1, on 1 and 2 threads (``--suite mask-rcnn``: Mask R-CNN-ReXNet-1.0x
+vs Mask R-CNN-R50 with masks, on images of each ``--image-sizes`` H W pair,
+default the demo's 128x128 and COCO's 800x1333, no targets); every row
+goes from the same decoded BGR image to boxes in its pixels (resize and
+normalisation included). Rows of one
 thread count are timed in interleaved rounds; figures are medians with the
 min-max of the round medians. MACs (conv + linear multiply-adds of the
 network) come from mmengine's FlopAnalyzer. Prints the table and the issue
@@ -28,14 +31,21 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from rexnet_det.analysis.detector_latency import (  # noqa: E402
-    DEFAULT_MODELS, TIMING_ENV, format_latency, prepare_model,
-    profile_ort, run_latency)
+    DEFAULT_MODELS, MASK_RCNN_MODELS, MASK_RCNN_SIZES, TIMING_ENV,
+    format_latency, prepare_model, prepare_two_stage, profile_ort,
+    run_latency)
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--suite', choices=['ssdlite', 'mask-rcnn'],
+                        default='ssdlite')
     parser.add_argument('--size', type=int, default=320)
+    parser.add_argument('--image-sizes', type=int, nargs='+',
+                        default=[v for s in MASK_RCNN_SIZES for v in s],
+                        metavar='H W', help='mask-rcnn suite: image sizes')
+    parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--runtimes', nargs='+',
                         choices=['pytorch', 'ort', 'openvino'],
@@ -49,6 +59,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.size < 32 or args.size % 32:
         parser.error(f'--size must be a multiple of 32, got {args.size}')
+    if len(args.image_sizes) % 2 or min(args.image_sizes) < 32:
+        parser.error(f'--image-sizes takes H W pairs >= 32, got '
+                     f'{args.image_sizes}')
     if min(args.threads) < 1 or args.rounds < 1 or args.calls < 1:
         parser.error('--threads, --rounds and --calls must be >= 1')
     return args
@@ -67,6 +80,8 @@ def main(argv: Optional[List[str]] = None):
     timing_env(argv)
     warnings.filterwarnings('ignore')
     import numpy as np
+    if args.suite == 'mask-rcnn':
+        return mask_rcnn_suite(args)
     image = np.random.RandomState(0).randint(0, 256, (480, 640, 3),
                                              dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,6 +108,30 @@ def main(argv: Optional[List[str]] = None):
                                      profiles=profiles, size=args.size),
                                 indent=1), args.json)
     return result
+
+
+def mask_rcnn_suite(args: argparse.Namespace) -> list:
+    """Time the two-stage suite at every image size; print one table each."""
+    import numpy as np
+    results = []
+    sizes = list(zip(args.image_sizes[::2], args.image_sizes[1::2]))
+    for h, w in sizes:
+        image = np.random.RandomState(0).randint(0, 256, (h, w, 3),
+                                                 dtype=np.uint8)
+        with tempfile.TemporaryDirectory() as tmp:
+            models = [prepare_two_stage(m, (h, w), tmp)
+                      for m in MASK_RCNN_MODELS]
+            print(f'\nimage {h}x{w}: ' + ', '.join(
+                f'{m.spec.label} {m.macs / 1e9:.2f} GMACs '
+                f'{m.params / 1e6:.1f} M params' for m in models), flush=True)
+            result = run_latency(models, image, args.threads, args.runtimes,
+                                 args.rounds, args.calls, targets=False,
+                                 warmup=args.warmup)
+        print(format_latency(result), flush=True)
+        results.append(dict(size=[h, w], rows=result.rows))
+    if args.json:
+        atomic_write(json.dumps(results, indent=1), args.json)
+    return results
 
 
 if __name__ == '__main__':

@@ -1,12 +1,14 @@
-"""Export a single-stage detector (SSD, SSDLite, RetinaNet) to ONE ONNX file.
+"""Export a detector (SSD, RetinaNet, Faster/Mask R-CNN) to ONE ONNX file.
 
 Normalisation, anchors, box decoding, the score threshold, per-class NMS
-and top-k are inside the graph (standard ONNX ops only); the file's
-metadata holds the test-time resize rule, class names and thresholds.
-Input ``input``: float32 [N, 3, H, W] RGB 0-255, already resized; outputs
-``dets`` [N, K, 5] (x1, y1, x2, y2, score in input pixels) and ``labels``
-[N, K] (int64, -1 in empty slots), K = test_cfg.max_per_img. See
-docs/deployment.md.
+and top-k are inside the graph (standard ONNX ops only); for two-stage
+detectors also the RPN, RoIAlign, the RoI heads and mask pasting. The
+file's metadata holds the test-time resize rule, class names and
+thresholds. Input ``input``: float32 [N, 3, H, W] RGB 0-255, already
+resized; outputs ``dets`` [N, K, 5] (x1, y1, x2, y2, score in input
+pixels) and ``labels`` [N, K] (int64, -1 in empty slots), K =
+max_per_img; Mask R-CNN also ``masks`` [N, K, H, W] (probabilities in
+input pixels; --no-masks leaves them out). See docs/deployment.md.
 
 Example::
 
@@ -40,7 +42,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--dynamic-batch', action='store_true',
                         help='let the batch size vary (default: 1)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
-                        help=f'ONNX opset, >= 11 (default {DEFAULT_OPSET})')
+                        help=f'ONNX opset, >= 11, >= 16 for two-stage '
+                        f'(default {DEFAULT_OPSET})')
+    parser.add_argument('--masks', action=argparse.BooleanOptionalAction,
+                        help='output masks (default: if the model has a '
+                        'mask head)')
     parser.add_argument('--no-align', action='store_true',
                         help='keep a ReXNet backbone\'s channel counts '
                         '(default: pad them to multiples of 4, same outputs)')
@@ -56,7 +62,7 @@ def main(argv: Optional[List[str]] = None):
         meta = export_detector(args.config, args.checkpoint, args.out,
                                shape=args.shape,
                                dynamic_batch=args.dynamic_batch,
-                               opset=args.opset,
+                               opset=args.opset, masks=args.masks,
                                align=not args.no_align)
     except (UnsupportedDetectorError, CheckpointError, FileNotFoundError,
             ValueError) as exc:
@@ -69,7 +75,8 @@ def main(argv: Optional[List[str]] = None):
           f'{meta.detector}, input [{"N" if meta.dynamic_batch else 1}, 3, '
           f'{h}, {w}] ({how}), {len(meta.classes)} classes, score_thr '
           f'{meta.score_thr:g}, NMS IoU {meta.iou_threshold:g}, nms_pre '
-          f'{meta.nms_pre}, K={meta.max_per_img}, opset {args.opset}')
+          f'{meta.nms_pre}, K={meta.max_per_img}, '
+          f'{"masks, " if meta.masks else ""}opset {args.opset}')
     return meta
 
 

@@ -1,7 +1,8 @@
 """Detect objects in images with an exported detector (ONNX file).
 
 Prints the detections of each image (original-image pixels) and, with
-``--show-dir``, draws them as ``tools/test.py --show-dir`` does. Runs on
+``--show-dir``, draws them (boxes, and masks for Mask R-CNN files) as
+``tools/test.py --show-dir`` does. Runs on
 onnxruntime (``--runtime ort``, default) or OpenVINO (``--runtime
 openvino``, forced to f32). Needs no PyTorch model, config or checkpoint.
 
@@ -58,8 +59,9 @@ def main(argv: Optional[List[str]] = None) -> list:
         result = detector.predict(image)
         results.append(result)
         shown = result.scores > args.score_thr
-        print(f'{path}: {len(result)} detections, {int(shown.sum())} above '
-              f'{args.score_thr:g}')
+        masks = '' if result.masks is None else ' (with masks)'
+        print(f'{path}: {len(result)} detections{masks}, '
+              f'{int(shown.sum())} above {args.score_thr:g}')
         for box, score, label in zip(result.bboxes[shown],
                                      result.scores[shown],
                                      result.labels[shown]):

@@ -3,8 +3,9 @@
 Runs mmdet's ``inference_detector`` (the config's test pipeline and the
 model's predict) and the ONNX file on every image, then prints the fraction
 of detections that pair up (same label, IoU >= 0.98, score within 2e-3),
-the worst box difference in pixels and the COCO bbox mAP of both. The image
-set defaults to the config's test set.
+the worst box difference in pixels and the COCO bbox mAP of both; for
+Mask R-CNN files also the worst mask IoU of the pairs and the segm mAP.
+The image set defaults to the config's test set.
 
 Example::
 
@@ -68,8 +69,13 @@ def main(argv: Optional[List[str]] = None):
             ImageLoadError, ValueError) as exc:
         sys.exit(f'error: {exc}')
     label = {'ort': 'ORT', 'openvino': 'OV'}[args.runtime]
-    print(format_metrics({'PyTorch': report.metrics['reference'],
-                          label: report.metrics['deployed']}))
+    tables = {'PyTorch': report.metrics['reference'],
+              label: report.metrics['deployed']}
+    if report.segm_metrics:
+        tables = {'box PT': tables['PyTorch'], f'box {label}': tables[label],
+                  'seg PT': report.segm_metrics['reference'],
+                  f'seg {label}': report.segm_metrics['deployed']}
+    print(format_metrics(tables))
     print(report.summary())
     if args.json:
         m = report.match
@@ -77,7 +83,9 @@ def main(argv: Optional[List[str]] = None):
             images=report.images, matched=m.matched, reference=m.reference,
             deployed=m.candidate, fraction=m.fraction,
             worst_box_diff=m.worst_box_diff,
-            worst_score_diff=m.worst_score_diff, metrics=report.metrics),
+            worst_score_diff=m.worst_score_diff, metrics=report.metrics,
+            mask_pairs=m.mask_pairs, worst_mask_iou=m.worst_mask_iou,
+            segm_metrics=report.segm_metrics),
             indent=1), args.json)
     return report
 

@@ -1,9 +1,12 @@
-"""Single-stage detectors as one self-contained ONNX file.
+"""Detectors as one self-contained ONNX file.
 
 * :mod:`.ops`: graph-safe normalisation, candidate selection, box
-  decoding, per-class NMS with top-k (shared with two-stage export);
+  decoding, per-class NMS with top-k (shared by both kinds);
+* :mod:`.roi_ops`: RoIAlign (ONNX ``RoiAlign``), FPN level mapping and
+  mask pasting (separable bilinear ``MatMul``) for two-stage detectors;
 * :mod:`.single_stage`: :class:`SingleStageExport` (SSD, SSDLite,
   RetinaNet);
+* :mod:`.two_stage`: :class:`TwoStageExport` (Faster / Mask R-CNN);
 * :mod:`.resize` / :mod:`.metadata`: the test-time resize rule and what
   the file tells a client;
 * :mod:`.export`: :func:`export_detector`;
@@ -18,10 +21,12 @@ from .runtime import (RUNTIMES, DeployedDetector, Detections,
                       RuntimeNotInstalledError, read_image)
 from .single_stage import (OUTPUT_NAMES, SingleStageExport,
                            UnsupportedDetectorError)
+from .two_stage import MASK_OUTPUT_NAMES, TwoStageExport
 from .verify import VerifyReport, verify_detector
 
 __all__ = [
-    'DEFAULT_OPSET', 'EMPTY_LABEL', 'OUTPUT_NAMES', 'RUNTIMES',
+    'DEFAULT_OPSET', 'EMPTY_LABEL', 'MASK_OUTPUT_NAMES', 'OUTPUT_NAMES',
+    'RUNTIMES', 'TwoStageExport',
     'DeployMeta', 'DeployedDetector', 'Detections',
     'NotADeployedDetectorError', 'PreparedImage', 'ResizeRule',
     'RuntimeNotInstalledError', 'SingleStageExport',

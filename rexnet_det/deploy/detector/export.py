@@ -1,9 +1,11 @@
-"""Export an mmdet single-stage detector to one self-contained ONNX file.
+"""Export an mmdet detector to one self-contained ONNX file.
 
 :func:`export_detector` builds the detector from its config, fills it with
 our safe, strict checkpoint route, wraps it in :class:`SingleStageExport`
-(normalisation, anchors, decoding, score threshold, per-class NMS and
-top-k inside the graph) and exports it with the TorchScript-based exporter
+(SSD, SSDLite, RetinaNet) or :class:`TwoStageExport` (Faster / Mask R-CNN:
+RPN, RoIAlign, bbox head and mask pasting in the graph) - normalisation,
+anchors, decoding, score threshold, per-class NMS and top-k inside the
+graph - and exports it with the TorchScript-based exporter
 (``dynamo=False``). The file holds everything a client needs in its
 ``metadata_props`` (:class:`DeployMeta`): stock onnxruntime or OpenVINO
 run it with no custom ops and no Python post-processing.
@@ -25,8 +27,10 @@ from ...utils.configs import resolve_config
 from ...utils.io import atomic_write
 from .metadata import DeployMeta
 from .resize import rule_from_pipeline
+from .roi_ops import MIN_OPSET_TWO_STAGE
 from .single_stage import (OUTPUT_NAMES, SingleStageExport,
                            UnsupportedDetectorError)
+from .two_stage import TwoStageExport
 
 #: Default ONNX opset (NonMaxSuppression needs >= 11).
 DEFAULT_OPSET = 17
@@ -41,19 +45,39 @@ def load_config(config: Union[str, Config]) -> Config:
     return Config.fromfile(resolve_config(config))
 
 
+#: Two-stage parts the export reproduces (config ``type`` names).
+TWO_STAGE_PARTS = dict(rpn_head=('RPNHead', ),
+                       roi_head=('StandardRoIHead', ))
+
+
+def _type_name(part) -> str:
+    kind = part.get('type') if hasattr(part, 'get') else None
+    return kind.split('.')[-1] if isinstance(kind, str) else repr(kind)
+
+
+def is_two_stage_config(cfg: Config) -> bool:
+    """Whether ``cfg.model`` is an RPN / RoI-head detector."""
+    return 'roi_head' in cfg.model or 'rpn_head' in cfg.model
+
+
 def check_exportable_config(cfg: Config, name: str = 'the config') -> None:
     """Refuse configs the export cannot handle, before building anything.
 
     Raises:
-        UnsupportedDetectorError: A two-stage detector (until two-stage
-            export exists); the message names its type.
+        UnsupportedDetectorError: A two-stage detector whose RPN or RoI
+            head is not one the graph reproduces (cascade, HTC, RPN only,
+            ...); the message names the detector and the part's type.
     """
     model = cfg.model
-    if 'roi_head' in model or 'rpn_head' in model:
-        raise UnsupportedDetectorError(
-            f'two-stage export not supported yet: {name} builds '
-            f'{model.get("type")!r} (an RPN / RoI-head detector); only '
-            'single-stage detectors (SSD, SSDLite, RetinaNet) export')
+    if not is_two_stage_config(cfg):
+        return
+    for part, allowed in TWO_STAGE_PARTS.items():
+        kind = _type_name(model.get(part) or {})
+        if kind not in allowed:
+            raise UnsupportedDetectorError(
+                f'{name} builds {model.get("type")!r} with {part} {kind!r}; '
+                f'two-stage export supports {part} {" / ".join(allowed)} '
+                '(Faster R-CNN, Mask R-CNN), not cascade or other RoI heads')
 
 
 def build_detector(cfg: Config, checkpoint: Optional[Union[str, dict]]
@@ -140,13 +164,26 @@ def check_shape(shape: Sequence[int], divisor: int) -> Tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def make_meta(cfg: Config, wrapper: SingleStageExport, checkpoint: dict,
+def make_wrapper(detector: nn.Module, masks: Optional[bool] = None
+                 ) -> nn.Module:
+    """:class:`TwoStageExport` for an RPN / RoI-head detector, else
+    :class:`SingleStageExport` (`masks`: see :func:`export_detector`)."""
+    if hasattr(detector, 'roi_head'):
+        return TwoStageExport(detector, masks)
+    if masks:
+        raise UnsupportedDetectorError(
+            f'masks requested, but {type(detector).__name__} has no mask '
+            'head')
+    return SingleStageExport(detector)
+
+
+def make_meta(cfg: Config, wrapper: nn.Module, checkpoint: dict,
               shape: Optional[Sequence[int]], dynamic_batch: bool,
               source: dict) -> DeployMeta:
     """The :class:`DeployMeta` of `wrapper` exported at `shape`."""
     from mmdet.utils import get_test_pipeline_cfg
     detector = wrapper.detector
-    pre, head = detector.data_preprocessor, detector.bbox_head
+    pre, head = detector.data_preprocessor, wrapper.head
     mean, std = pre.mean.flatten().tolist(), pre.std.flatten().tolist()
     if not pre._channel_conversion:  # the network sees BGR
         mean, std = mean[::-1], std[::-1]
@@ -168,7 +205,9 @@ def make_meta(cfg: Config, wrapper: SingleStageExport, checkpoint: dict,
         dynamic_batch=dynamic_batch,
         detector=f'{type(detector).__name__}/{type(head).__name__}',
         mean=mean, std=std, palette=palette,
-        source=source)
+        source=source,
+        masks=bool(getattr(wrapper, 'with_masks', False)),
+        mask_thr=float(wrapper_cfg.get('mask_thr', 0.5)))
 
 
 def export_wrapper(wrapper: nn.Module, meta: DeployMeta, out: str,
@@ -179,12 +218,13 @@ def export_wrapper(wrapper: nn.Module, meta: DeployMeta, out: str,
     if opset < MIN_OPSET:
         raise ValueError(f'opset must be >= {MIN_OPSET} (NonMaxSuppression), '
                          f'got {opset}')
+    names = tuple(getattr(wrapper, 'output_names', OUTPUT_NAMES))
     height, width = meta.resize.size
     example = torch.rand(1, 3, height, width,
                          generator=torch.Generator().manual_seed(0)) * 255
     axes = None
     if meta.dynamic_batch:
-        axes = {n: {0: 'batch'} for n in ('input', ) + OUTPUT_NAMES}
+        axes = {n: {0: 'batch'} for n in ('input', ) + names}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # Feature sizes and anchors are fixed by the export shape on
@@ -195,7 +235,7 @@ def export_wrapper(wrapper: nn.Module, meta: DeployMeta, out: str,
         with torch.no_grad():
             torch.onnx.export(wrapper, (example, ), buffer, dynamo=False,
                               opset_version=opset, input_names=['input'],
-                              output_names=list(OUTPUT_NAMES),
+                              output_names=list(names),
                               dynamic_axes=axes, do_constant_folding=True)
     model = onnx.load_from_string(buffer.getvalue())
     for key, value in meta.to_props().items():
@@ -214,8 +254,14 @@ def export_detector(config: Union[str, Config],
                     dynamic_batch: bool = False,
                     opset: int = DEFAULT_OPSET,
                     transforms: Sequence[Transform] = (),
+                    masks: Optional[bool] = None,
                     align: bool = True) -> DeployMeta:
-    """Export a single-stage detector to one self-contained ONNX file.
+    """Export a detector to one self-contained ONNX file.
+
+    Single-stage detectors (SSD, SSDLite, RetinaNet) become
+    :class:`SingleStageExport`, two-stage ones (Faster / Mask R-CNN)
+    :class:`TwoStageExport`; both take ``input`` and give ``dets`` and
+    ``labels``, Mask R-CNN also ``masks`` (see docs/deployment.md).
 
     Args:
         config (str | Config): Detector config (path, ``rexnet_det::...``
@@ -227,11 +273,15 @@ def export_detector(config: Union[str, Config],
         shape (Sequence[int], optional): ``(H, W)`` of the graph input, a
             multiple of the model's stride. Default: the config's test
             resize (for keep-ratio configs the landscape canvas).
-        dynamic_batch (bool): Let the batch size vary. Default: False.
-        opset (int): ONNX opset, >= 11. Default: 17.
+        dynamic_batch (bool): Let the batch size vary (single-stage only).
+            Default: False.
+        opset (int): ONNX opset, >= 11 (>= 16 for two-stage: RoiAlign's
+            half_pixel mode). Default: 17.
         transforms (Sequence[Callable]): Applied in order to the eval-mode
             detector before tracing (``nn.Module -> nn.Module``), e.g. a
             channel alignment that leaves outputs unchanged.
+        masks (bool, optional): Output ``masks``. None: if the detector has
+            a mask head. True on a detector without one is an error.
         align (bool): Run :func:`~rexnet_det.models.utils.align_for_export`
             first (pads a ReXNet backbone's internal widths to multiples
             of 4: same outputs, faster in onnxruntime; does nothing to a
@@ -242,10 +292,11 @@ def export_detector(config: Union[str, Config],
         DeployMeta: What was written into the file's metadata.
 
     Raises:
-        UnsupportedDetectorError: A two-stage detector, or a head, coder or
-            ``test_cfg`` the graph cannot express.
-        ValueError: `shape` is not a multiple of the stride, or `opset`
-            is too old.
+        UnsupportedDetectorError: A detector, head, coder or ``test_cfg``
+            the graph cannot express, or masks requested from a detector
+            without a mask head.
+        ValueError: `shape` is not a multiple of the stride, `opset` is
+            too old, or a dynamic batch for a two-stage detector.
         CheckpointMismatchError: `checkpoint` does not fit the config.
 
     Example:
@@ -258,16 +309,30 @@ def export_detector(config: Union[str, Config],
     name = config if isinstance(config, str) else 'the config'
     cfg = load_config(config)
     check_exportable_config(cfg, name)
+    two_stage = is_two_stage_config(cfg)
     if opset < MIN_OPSET:
         raise ValueError(f'opset must be >= {MIN_OPSET} (NonMaxSuppression), '
                          f'got {opset}')
+    if two_stage and opset < MIN_OPSET_TWO_STAGE:
+        raise ValueError(f'two-stage export needs opset >= '
+                         f'{MIN_OPSET_TWO_STAGE} (RoiAlign half_pixel), '
+                         f'got {opset}')
+    if two_stage and dynamic_batch:
+        raise ValueError(f'{name} is a two-stage detector: its export needs '
+                         'a fixed batch of 1 (dynamic_batch=True / '
+                         '--dynamic-batch is for single-stage detectors)')
+    if masks and not (cfg.model.get('roi_head') or {}).get('mask_head'):
+        raise UnsupportedDetectorError(
+            f'masks requested, but {name} builds {cfg.model.get("type")!r}, '
+            'which has no mask head (only Mask R-CNN-style detectors '
+            'predict masks)')
     detector, loaded = build_detector(cfg, checkpoint)
     aligns = (align_for_export, ) if align else ()
     for transform in aligns + tuple(transforms):
         detector = transform(detector).eval()
     source = dict(config=os.path.basename(str(name)),
                   checkpoint=os.path.basename(str(checkpoint)))
-    wrapper = SingleStageExport(detector).eval()
+    wrapper = make_wrapper(detector, masks).eval()
     meta = make_meta(cfg, wrapper, loaded, shape, dynamic_batch, source)
     export_wrapper(wrapper, meta, os.fspath(out), opset)
     return meta

@@ -18,6 +18,9 @@ INPUT_LAYOUT = ('input: float32 [N, 3, H, W], RGB, 0-255, already resized '
 OUTPUT_LAYOUT = ('dets: float32 [N, K, 5] (x1, y1, x2, y2, score) in input '
                  'pixels, descending score; labels: int64 [N, K] indices '
                  'into `classes`; K = max_per_img')
+MASK_LAYOUT = ('masks: float32 [N, K, H, W] probabilities of each '
+               'detection\'s mask pasted into the input pixels (crop to the '
+               'resized image, resize to the original, keep >= mask_thr)')
 EMPTY_SLOT = ('label -1 with box and score 0 (real detections score > '
               'score_thr >= 0)')
 
@@ -40,6 +43,10 @@ class DeployMeta:
         mean, std (list[float]): The in-graph normalisation (RGB order).
         palette (list, optional): Class colours for drawing.
         source (dict): Config and checkpoint it was exported from.
+        masks (bool): The graph also outputs ``masks`` (Mask R-CNN).
+            Default: False (files written before masks existed).
+        mask_thr (float): Probability a mask pixel needs (mmdet's
+            ``mask_thr_binary``, compared with ``>=``). Default: 0.5.
     """
     resize: ResizeRule
     classes: List[str]
@@ -53,18 +60,22 @@ class DeployMeta:
     std: List[float]
     palette: Optional[List[Any]] = None
     source: Dict[str, str] = field(default_factory=dict)
+    masks: bool = False
+    mask_thr: float = 0.5
 
     def to_props(self) -> Dict[str, str]:
         """ONNX ``metadata_props`` entries (key -> JSON text)."""
         values = dict(
             format=FORMAT, input_layout=INPUT_LAYOUT,
-            output_layout=OUTPUT_LAYOUT, empty_slot=EMPTY_SLOT,
+            output_layout=OUTPUT_LAYOUT + (f'; {MASK_LAYOUT}' if self.masks
+                                           else ''),
+            empty_slot=EMPTY_SLOT + ('; mask 0' if self.masks else ''),
             resize=self.resize.to_dict(), classes=self.classes,
             score_thr=self.score_thr, iou_threshold=self.iou_threshold,
             nms_pre=self.nms_pre, max_per_img=self.max_per_img,
             dynamic_batch=self.dynamic_batch, detector=self.detector,
             mean=self.mean, std=self.std, palette=self.palette,
-            source=self.source)
+            source=self.source, masks=self.masks, mask_thr=self.mask_thr)
         return {k: json.dumps(v) for k, v in values.items()}
 
     @classmethod

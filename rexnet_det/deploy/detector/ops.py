@@ -117,7 +117,8 @@ def non_max_suppression(boxes: Tensor, scores: Tensor, max_per_class: int,
                                     float(score_threshold))
 
 
-def select_candidates(scores: Tensor, score_thr: float, nms_pre: int
+def select_candidates(scores: Tensor, score_thr: float, nms_pre: int,
+                      stable: bool = False
                       ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """The ``nms_pre`` best (prior, class) pairs above ``score_thr``.
 
@@ -130,6 +131,12 @@ def select_candidates(scores: Tensor, score_thr: float, nms_pre: int
         scores (Tensor): ``[B, P, C]`` class scores of P priors.
         score_thr (float): Pairs must score above this.
         nms_pre (int): Pairs kept per image (<= 0: all).
+        stable (bool): In PyTorch, order equal scores as mmdet's RPN
+            does (a full ``scores.sort(descending=True)``, whose order of
+            ties is the sort's own) instead of ``topk``; NMS resolves
+            exact ties in this order. The exported graph uses ``TopK``
+            either way (onnxruntime resolves ties its own way). Default:
+            False.
 
     Returns:
         tuple: ``scores [B, K]`` (descending), ``prior_index [B, K]``,
@@ -140,7 +147,11 @@ def select_candidates(scores: Tensor, score_thr: float, nms_pre: int
     flat = scores.flatten(1)
     total = num_priors * num_classes
     k = total if nms_pre <= 0 else min(int(nms_pre), total)
-    top_scores, index = flat.topk(k, dim=1)
+    if stable and not torch.onnx.is_in_onnx_export():
+        top_scores, index = flat.sort(dim=1, descending=True)
+        top_scores, index = top_scores[:, :k], index[:, :k]
+    else:
+        top_scores, index = flat.topk(k, dim=1)
     return (top_scores, torch.div(index, num_classes, rounding_mode='floor'),
             index % num_classes, top_scores > score_thr)
 

@@ -2,12 +2,21 @@
 
 :class:`DeployedDetector` reads the file's :class:`DeployMeta`, prepares
 images exactly as the config's test pipeline does (mmcv resize, BGR -> RGB),
-runs the graph and maps the boxes back to the original image. No config,
-checkpoint or PyTorch model is involved.
+runs the graph and maps the boxes (and Mask R-CNN's masks) back to the
+original image. No config, checkpoint or PyTorch model is involved.
+
+Masks come out of the graph as probabilities pasted into the input pixels;
+:meth:`DeployedDetector.postprocess` crops them to the resized image (the
+padding goes), resizes them bilinearly to the original size and keeps
+pixels with probability ``>= mask_thr`` (0.5, mmdet's ``mask_thr_binary``):
+``Detections.masks`` are boolean ``[n, h, w]`` in original pixels. mmdet
+itself pastes each mask straight into the original image; where the
+resize is not the identity the two differ by interpolation at the mask
+border (``tools/deploy/verify.py`` reports the worst mask IoU).
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -30,10 +39,13 @@ class Detections:
         bboxes (np.ndarray): ``[n, 4]`` float32 (x1, y1, x2, y2).
         scores (np.ndarray): ``[n]`` float32, descending.
         labels (np.ndarray): ``[n]`` int64 indices into the class names.
+        masks (np.ndarray, optional): ``[n, h, w]`` bool instance masks in
+            the original image (models exported with masks only).
     """
     bboxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
+    masks: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -90,7 +102,9 @@ class _OpenVinoSession:
         self.model = core.read_model(path)
         self.compiled = core.compile_model(self.model, 'CPU', config)
         self.request = self.compiled.create_infer_request()
-        self.outputs = [self.compiled.output(n) for n in ('dets', 'labels')]
+        names = {n for o in self.compiled.outputs for n in o.get_names()}
+        self.outputs = [self.compiled.output(n) for n in
+                        ('dets', 'labels', 'masks') if n in names]
 
     def metadata(self) -> Dict[str, str]:
         """The file's ``metadata_props`` (OpenVINO keeps them as the
@@ -106,7 +120,8 @@ class _OpenVinoSession:
 
 
 def open_session(path: str, runtime: str = 'ort', threads: int = 0):
-    """A callable ``batch -> [dets, labels]`` for `path` on `runtime`.
+    """A callable ``batch -> [dets, labels(, masks)]`` for `path` on
+    `runtime`.
 
     Raises:
         ValueError: Unknown `runtime`.
@@ -166,12 +181,13 @@ class DeployedDetector:
         """Read and resize one image into the graph's input."""
         return self.meta.resize.apply(read_image(image))
 
-    def infer(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def infer(self, batch: np.ndarray) -> Tuple[np.ndarray, ...]:
         """Run the graph on a prepared ``[N, 3, H, W]`` batch.
 
         Returns:
             tuple: Raw ``dets [N, K, 5]`` and ``labels [N, K]`` (input
-            pixels, empty slots included).
+            pixels, empty slots included), and for models with masks
+            ``masks [N, K, H, W]`` (probabilities in input pixels).
         """
         expected = [3] + self.meta.resize.size
         if batch.ndim != 4 or list(batch.shape[1:]) != expected:
@@ -182,12 +198,13 @@ class DeployedDetector:
             raise ValueError(f'{self.path} was exported for batch 1, got '
                              f'{batch.shape[0]}; export with '
                              '--dynamic-batch')
-        dets, labels = self.session(np.ascontiguousarray(batch, np.float32))
-        return dets, labels
+        return tuple(self.session(np.ascontiguousarray(batch, np.float32)))
 
     def postprocess(self, dets: np.ndarray, labels: np.ndarray,
-                    prepared: PreparedImage) -> Detections:
-        """One image's filled slots, mapped back to the original image."""
+                    prepared: PreparedImage,
+                    masks: Optional[np.ndarray] = None) -> Detections:
+        """One image's filled slots, mapped back to the original image
+        (`masks`: its ``[K, H, W]`` probabilities, see the module doc)."""
         filled = labels >= 0
         boxes = dets[filled, :4]
         if self.meta.resize.mode == 'keep_ratio':
@@ -200,15 +217,41 @@ class DeployedDetector:
         # As mmdet's scale_boxes: multiply by the float32 reciprocal.
         boxes = boxes[keep] * np.array([1 / sx, 1 / sy, 1 / sx, 1 / sy],
                                        np.float32)
+        kept_masks = None
+        if masks is not None:
+            kept_masks = self.original_masks(
+                masks, np.flatnonzero(filled)[keep], prepared)
         return Detections(boxes.astype(np.float32),
                           dets[filled, 4][keep].astype(np.float32),
-                          labels[filled][keep].astype(np.int64))
+                          labels[filled][keep].astype(np.int64), kept_masks)
+
+    def original_masks(self, masks: np.ndarray, index: np.ndarray,
+                       prepared: PreparedImage) -> np.ndarray:
+        """Slots `index` of ``[K, H, W]`` probabilities in input pixels ->
+        ``[n, h, w]`` bool masks of the original image: crop the padding,
+        resize bilinearly, keep ``>= mask_thr``."""
+        import cv2
+        new_h, new_w = prepared.img_shape
+        h, w = prepared.ori_shape
+        if (new_h, new_w) == (h, w):  # not resized: crop and threshold
+            return np.stack([masks[i, :h, :w] >= self.meta.mask_thr
+                             for i in index]) if len(index) else \
+                np.zeros((0, h, w), bool)
+        out = np.zeros((len(index), h, w), bool)
+        for i, mask in enumerate(masks[j] for j in index):
+            mask = mask[:new_h, :new_w]
+            if (new_h, new_w) != (h, w):
+                mask = cv2.resize(mask, (w, h),
+                                  interpolation=cv2.INTER_LINEAR)
+            out[i] = mask >= self.meta.mask_thr
+        return out
 
     def predict(self, image: Image) -> Detections:
         """Detections on one image (BGR array or path), in its pixels."""
         prepared = self.prepare(image)
-        dets, labels = self.infer(prepared.input[None])
-        return self.postprocess(dets[0], labels[0], prepared)
+        outputs = self.infer(prepared.input[None])
+        return self.postprocess(*(o[0] for o in outputs[:2]), prepared,
+                                outputs[2][0] if len(outputs) > 2 else None)
 
     def predict_batch(self, images: Sequence[Image]) -> List[Detections]:
         """:meth:`predict` on several images in one run (needs a
@@ -216,6 +259,7 @@ class DeployedDetector:
         prepared = [self.prepare(image) for image in images]
         if not prepared:
             return []
-        dets, labels = self.infer(np.stack([p.input for p in prepared]))
-        return [self.postprocess(d, lab, p)
-                for d, lab, p in zip(dets, labels, prepared)]
+        outputs = self.infer(np.stack([p.input for p in prepared]))
+        masks = outputs[2] if len(outputs) > 2 else [None] * len(prepared)
+        return [self.postprocess(d, lab, p, m) for d, lab, p, m in
+                zip(outputs[0], outputs[1], prepared, masks)]

@@ -116,6 +116,8 @@ class SingleStageExport(nn.Module):
         (torch.Size([1, 200, 5]), torch.Size([1, 200]))
     """
 
+    output_names = OUTPUT_NAMES
+
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         check_single_stage(detector)

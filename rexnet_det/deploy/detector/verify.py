@@ -4,11 +4,13 @@
 test pipeline, the model's ``predict``) and :class:`DeployedDetector` on
 every image of a COCO-format set and reports how many detections pair up
 (same label, IoU >= 0.98, score within 2e-3), the worst box difference in
-pixels, and the COCO bbox mAP of both.
+pixels, the COCO bbox mAP of both and, for models with masks, the worst
+mask IoU of the pairs and the segm mAP of both.
 """
 import copy
 import json
 import os.path as osp
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
@@ -32,14 +34,34 @@ class VerifyReport:
         match (DetectionMatch): Detection pairing over all images.
         map_reference (float): COCO bbox mAP of mmdet's inference.
         map_deployed (float): COCO bbox mAP of the deployed model.
-        metrics (dict): All 12 COCO metrics of both (``reference`` and
-            ``deployed``).
+        metrics (dict): All 12 COCO bbox metrics of both (``reference``
+            and ``deployed``).
+        segm_metrics (dict): The same for masks (empty without masks).
+        seconds (dict): Wall time of ``reference`` (mmdet's
+            ``inference_detector``) and ``deployed`` (``predict``) over all
+            images, reading the file included.
     """
     images: int
     match: DetectionMatch
     map_reference: float
     map_deployed: float
     metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    segm_metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def segm_map_reference(self) -> Optional[float]:
+        """Segm mAP of mmdet's inference (None without masks)."""
+        return self.segm_metrics.get('reference', {}).get('AP')
+
+    @property
+    def segm_map_deployed(self) -> Optional[float]:
+        """Segm mAP of the deployed model (None without masks)."""
+        return self.segm_metrics.get('deployed', {}).get('AP')
+
+    def ms_per_image(self, which: str) -> float:
+        """Milliseconds per image of ``'reference'`` or ``'deployed'``."""
+        return self.seconds.get(which, 0.0) * 1e3 / max(self.images, 1)
 
     def summary(self) -> str:
         m = self.match
@@ -52,7 +74,13 @@ class VerifyReport:
                 f'{m.worst_score_diff:.2g}; bbox mAP PyTorch '
                 f'{self.map_reference:.4f} vs deployed '
                 f'{self.map_deployed:.4f} (diff '
-                f'{self.map_deployed - self.map_reference:+.4f})')
+                f'{self.map_deployed - self.map_reference:+.4f})' + (
+                    f'; worst mask IoU {m.worst_mask_iou:.4f} over '
+                    f'{m.mask_pairs} pairs; segm mAP PyTorch '
+                    f'{self.segm_map_reference:.4f} vs deployed '
+                    f'{self.segm_map_deployed:.4f} (diff '
+                    f'{self.segm_map_deployed - self.segm_map_reference:+.4f}'
+                    ')' if self.segm_metrics else ''))
 
 
 def _dataset_paths(cfg: Config) -> Tuple[str, str]:
@@ -85,7 +113,8 @@ def ready_for_inference(model, cfg: Config):
     mmdet 3.3.0's ``SSDHead`` has no ``loss_cls`` and crashes in
     ``predict``; it gets ``loss_cls = None`` (our ``SSDLiteHead``'s fix).
     """
-    if not hasattr(model.bbox_head, 'loss_cls'):
+    head = getattr(model, 'bbox_head', None)  # two-stage: roi_head
+    if head is not None and not hasattr(head, 'loss_cls'):
         model.bbox_head.loss_cls = None
     model.cfg = cfg
     return model.eval()
@@ -102,15 +131,25 @@ def reference_model(cfg: Config, checkpoint: Optional[str],
 
 def coco_results(detections: List[Detections], image_ids: List[int],
                  cat_ids: List[int]) -> List[dict]:
-    """COCO results entries (xywh boxes) for evaluation."""
+    """COCO results entries (xywh boxes; RLE ``segmentation`` where the
+    detections have masks) for evaluation."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
     out = []
     for det, image_id in zip(detections, image_ids):
-        for box, score, label in zip(det.bboxes, det.scores, det.labels):
+        for i, (box, score, label) in enumerate(zip(det.bboxes, det.scores,
+                                                    det.labels)):
             x1, y1, x2, y2 = (float(v) for v in box)
-            out.append(dict(image_id=int(image_id),
-                            category_id=int(cat_ids[int(label)]),
-                            bbox=[x1, y1, x2 - x1, y2 - y1],
-                            score=float(score)))
+            entry = dict(image_id=int(image_id),
+                         category_id=int(cat_ids[int(label)]),
+                         bbox=[x1, y1, x2 - x1, y2 - y1],
+                         score=float(score))
+            if det.masks is not None:
+                rle = mask_utils.encode(np.asfortranarray(
+                    det.masks[i].astype(np.uint8)))
+                rle['counts'] = rle['counts'].decode()
+                entry['segmentation'] = rle
+            out.append(entry)
     return out
 
 
@@ -147,7 +186,8 @@ def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
         progress (callable, optional): Called with ``(done, total)``.
 
     Returns:
-        VerifyReport: Matching and mAP of both.
+        VerifyReport: Matching and mAP of both (boxes, and masks where the
+        file outputs them).
     """
     import torch
     from mmdet.apis import inference_detector
@@ -167,24 +207,38 @@ def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
         torch.set_num_threads(threads)
     images = ann['images'][:max_images] if max_images else ann['images']
     cat_ids = _category_ids(ann, deployed.classes, ann_file)
+    with_masks = deployed.meta.masks
     match, reference, candidate = DetectionMatch(), [], []
+    seconds = dict(reference=0.0, deployed=0.0)
     for i, info in enumerate(images):
         path = osp.join(img_dir, info['file_name'])
-        pred = inference_detector(model, path).pred_instances
+        start = time.perf_counter()
+        with torch.no_grad():
+            pred = inference_detector(model, path).pred_instances
+        seconds['reference'] += time.perf_counter() - start
         ref = Detections(pred.bboxes.numpy(), pred.scores.numpy(),
-                         pred.labels.numpy())
+                         pred.labels.numpy(),
+                         pred.masks.numpy().astype(bool) if with_masks
+                         else None)
+        start = time.perf_counter()
         dep = deployed.predict(path)
+        seconds['deployed'] += time.perf_counter() - start
         match = match + match_detections(
             (ref.bboxes, ref.scores, ref.labels),
-            (dep.bboxes, dep.scores, dep.labels), IOU_THR, SCORE_TOL)
+            (dep.bboxes, dep.scores, dep.labels), IOU_THR, SCORE_TOL,
+            (ref.masks, dep.masks) if with_masks else None)
         reference.append(ref)
         candidate.append(dep)
         if progress:
             progress(i + 1, len(images))
     ids = [info['id'] for info in images]
-    metrics = {name: evaluate_coco(coco_results(dets, ids, cat_ids),
-                                   ann_file)['bbox']
-               for name, dets in (('reference', reference),
-                                  ('deployed', candidate))}
+    types = ('bbox', 'segm') if with_masks else ('bbox', )
+    evaluated = {name: evaluate_coco(coco_results(dets, ids, cat_ids),
+                                     ann_file, types)
+                 for name, dets in (('reference', reference),
+                                    ('deployed', candidate))}
+    metrics = {name: e['bbox'] for name, e in evaluated.items()}
+    segm = {name: e['segm'] for name, e in evaluated.items()} \
+        if with_masks else {}
     return VerifyReport(len(images), match, metrics['reference']['AP'],
-                        metrics['deployed']['AP'], metrics)
+                        metrics['deployed']['AP'], metrics, segm, seconds)

@@ -11,8 +11,8 @@ def draw_detections(image: np.ndarray, detections: Detections,
                     classes: List[str], out_file: str,
                     palette: Optional[list] = None,
                     score_thr: float = 0.3) -> None:
-    """Draw boxes, class names and scores above `score_thr` on a BGR image
-    and write it to `out_file`."""
+    """Draw boxes, masks (where `detections` has them), class names and
+    scores above `score_thr` on a BGR image and write it to `out_file`."""
     import mmcv
     import torch
     from mmdet.structures import DetDataSample
@@ -23,6 +23,8 @@ def draw_detections(image: np.ndarray, detections: Detections,
         bboxes=torch.from_numpy(detections.bboxes),
         scores=torch.from_numpy(detections.scores),
         labels=torch.from_numpy(detections.labels))
+    if detections.masks is not None:
+        sample.pred_instances.masks = torch.from_numpy(detections.masks)
     name = 'rexnet_det_deploy'
     visualizer = DetLocalVisualizer.get_instance(name)  # created once
     # colours must be tuples (a list is read as a list of colours)
