@@ -57,3 +57,39 @@ def load_tool(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def train_briefly_and_export(cfg, root: str, iters: int, onnx_name: str
+                             ) -> dict:
+    """Train `cfg` (datasets already pointed at the data) for `iters`
+    iterations without validation, dump it and export the last checkpoint
+    with ``tools/deploy/export.py``; return the paths."""
+    import os.path as osp
+
+    from mmengine.runner import Runner
+    from torch.nn.modules.batchnorm import _BatchNorm
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                         val_interval=10**6)
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
+                                by_epoch=False, begin=0, end=10)]
+    cfg.default_hooks.checkpoint = dict(
+        type='AtomicCheckpointHook', interval=iters, by_epoch=False)
+    cfg.log_processor = dict(by_epoch=False)
+    cfg.randomness = dict(seed=0)
+    cfg.work_dir = osp.join(root, 'work')
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    # BatchNorm statistics must settle within a few dozen iterations (the
+    # configs' momentum 0.03 leaves eval-mode outputs nearly constant)
+    for module in runner.model.modules():
+        if isinstance(module, _BatchNorm):
+            module.momentum = 0.3
+    runner.train()
+    checkpoint = osp.join(cfg.work_dir, f'iter_{iters}.pth')
+    config_path = osp.join(root, 'config.py')
+    cfg.dump(config_path)
+    model = osp.join(root, onnx_name)
+    load_tool('deploy/export.py').main([config_path, checkpoint, '--out',
+                                        model])
+    return dict(config=config_path, checkpoint=checkpoint, model=model)

@@ -306,3 +306,35 @@ def test_fold_pads_on_mmdet_efficientnet(tmp_path):
     assert relative_error(infer(dst), infer(src)) < 1e-6
     assert relative_error(infer(dst), run(model, torch.from_numpy(x))[0]) \
         < 1e-5
+
+
+def test_comparison_table_covers_every_model_runtime_and_goal(tmp_path):
+    from rexnet_det.analysis.backbone_speed import (backbone_goals,
+                                                    comparison_table,
+                                                    deployed_backbone_rows)
+    rows = deployed_backbone_rows(threads=(1, ), sizes=(224, ), rounds=1,
+                                  calls=1, out_dir=str(tmp_path))
+    pairs = [(r['model'], r['runtime']) for r in rows]
+    for model in ('ReXNet-1.0x', 'ReXNet-lite-1.0x', 'EfficientNet-B0',
+                  'MobileNetV2'):
+        assert (model, 'eager') in pairs and (model, 'eager fused') in pairs
+    for model in ('ReXNet-1.0x unaligned', 'ReXNet-1.0x aligned x4',
+                  'ReXNet-lite-1.0x unaligned', 'ReXNet-lite-1.0x aligned x4',
+                  'EfficientNet-B0 as exported',
+                  'EfficientNet-B0 pads folded', 'MobileNetV2'):
+        assert (model, 'ort') in pairs
+    assert len(pairs) == len(set(pairs)) == 20  # 7 ORT, 5 OpenVINO, 8 eager
+    assert all(r['gflops'] > 0 and r['peak_gflops'] > 0 and
+               0 < r['of_peak'] < 2 for r in rows)
+    peer = [r for r in rows if r['model'] == 'MobileNetV2']
+    assert len(peer) == 4 and all(
+        r['per_flop_vs_peer'] == pytest.approx(1.0) for r in peer)
+    table = comparison_table(rows)
+    assert table.count('\n') == 21
+    assert '| ReXNet-lite-1.0x aligned x4 | ort | 0.404 |' in table
+    goals = backbone_goals(rows)
+    assert [g['name'] for g in goals] == [
+        'ORT latency vs fair EfficientNet-B0, 1t',
+        'per FLOP vs MobileNetV2, 1t (best runtime)',
+        'eager fused vs eval, 1t']
+    assert all(isinstance(g['met'], bool) and g['value'] > 0 for g in goals)

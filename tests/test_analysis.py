@@ -222,3 +222,34 @@ def test_sgemm_peak_is_measured_and_checks_arguments():
     assert sgemm_peak_gflops(threads=1, n=256, rounds=2) > 0.1
     with pytest.raises(ValueError, match='threads must be >= 1, got 0'):
         sgemm_peak_gflops(threads=0)
+
+
+def test_gpu_throughput_tool_runs_without_mmcv_compiled_ops(tmp_path):
+    # the rented GPU machine has no mmcv._ext: block it and run the tool
+    out = tmp_path / 'gpu.json'
+    code = ("import sys; sys.modules['mmcv._ext'] = None; "
+            f"sys.argv = ['gpu_throughput', '--device', 'cpu', '--batch', "
+            f"'2', '--size', '64', '--rounds', '2', '--iters', '1', "
+            f"'--warmup', '1', '--no-peers', '--no-parity', '--amp', "
+            f"'bfloat16', '--json', {str(out)!r}]; "
+            "import runpy; runpy.run_path('tools/analysis/gpu_throughput.py',"
+            " run_name='__main__'); "
+            "assert not [m for m in sys.modules if m.startswith('mmcv.ops')]")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())['rows']
+    assert [(r['model'], r['mode']) for r in rows] == [
+        ('ReXNet-1.0x (rexnet_det)', 'infer'),
+        ('ReXNet-1.0x (rexnet_det)', 'train')]
+    assert all(r['images_per_s'] > 0 for r in rows)
+    assert rows[0]['params_m'] == pytest.approx(4.797, abs=1e-3)
+    assert '| ReXNet-1.0x (rexnet_det) | infer | 4.80 |' in proc.stdout
+
+
+def test_gpu_throughput_rejects_bad_arguments():
+    from rexnet_det.analysis.gpu_throughput import measure_throughput
+    with pytest.raises(ValueError, match="amp must be one of .*'fp8'"):
+        measure_throughput(amp='fp8', device='cpu')
+    with pytest.raises(ValueError, match="'eval'"):
+        measure_throughput(modes=['eval'], device='cpu')

@@ -31,7 +31,7 @@ from rexnet_det.deploy.detector.resize import rule_from_pipeline
 from rexnet_det.deploy.detector.verify import (ready_for_inference,
                                                with_test_size)
 
-from .conftest import ROOT, load_tool
+from .conftest import ROOT, load_tool, train_briefly_and_export
 
 SSDLITE_DEMO = osp.join(ROOT, 'configs/demo/ssdlite_rexnet-1.0x_shapes.py')
 FASTER_RCNN = 'rexnet_det::faster_rcnn/faster-rcnn_rexnet-1.0x_fpn_1x_coco.py'
@@ -304,8 +304,6 @@ ITERS = 40
 def trained(tmp_path_factory):
     """SSDLite-ReXNet-1.0x trained a few dozen iterations on the built-in
     shapes (large objects, so that it finds some), exported."""
-    from mmengine.runner import Runner
-    from torch.nn.modules.batchnorm import _BatchNorm
     root = str(tmp_path_factory.mktemp('deploy_trained'))
     data = osp.join(root, 'shapes')
     make_synthetic_coco(data, num_train=64, num_val=32, seed=0,
@@ -317,34 +315,11 @@ def trained(tmp_path_factory):
         cfg[key].dataset.data_root = data + '/'
     cfg.test_evaluator.ann_file = osp.join(
         data, 'annotations/instances_val.json')
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=ITERS,
-                         val_interval=10**6)
-    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
-                                by_epoch=False, begin=0, end=10)]
     cfg.optim_wrapper = dict(type='OptimWrapper', clip_grad=dict(
         max_norm=10), optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
                                      weight_decay=4e-5))
-    cfg.default_hooks.checkpoint = dict(
-        type='AtomicCheckpointHook', interval=ITERS, by_epoch=False)
-    cfg.log_processor = dict(by_epoch=False)
-    cfg.randomness = dict(seed=0)
-    cfg.work_dir = osp.join(root, 'work')
-    cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    # BatchNorm statistics must settle within a few dozen iterations (the
-    # config's momentum 0.03 leaves eval-mode outputs nearly constant)
-    for module in runner.model.modules():
-        if isinstance(module, _BatchNorm):
-            module.momentum = 0.3
-    runner.train()
-    checkpoint = osp.join(cfg.work_dir, f'iter_{ITERS}.pth')
-    config_path = osp.join(root, 'config.py')
-    cfg.dump(config_path)
-    model = osp.join(root, 'ssdlite.onnx')
-    deploy_tool('export').main([config_path, checkpoint, '--out', model])
-    return dict(root=root, data=data, config=config_path,
-                checkpoint=checkpoint, model=model)
+    return dict(root=root, data=data,
+                **train_briefly_and_export(cfg, root, ITERS, 'ssdlite.onnx'))
 
 
 def test_trained_export_verifies_with_onnxruntime(trained, tmp_path, capsys):

@@ -22,7 +22,7 @@ from rexnet_det.deploy.detector.roi_ops import (map_roi_levels,
                                                 paste_masks, roi_align)
 from rexnet_det.deploy.detector.verify import ready_for_inference
 
-from .conftest import ROOT
+from .conftest import ROOT, train_briefly_and_export
 from .test_deploy_detector import (config, deploy_tool, filled, images,
                                    mmdet_predict)
 
@@ -225,8 +225,6 @@ def trained_mask_rcnn(tmp_path_factory):
     exported. An under-trained RPN scores many anchors exactly alike;
     such ties are resolved differently by onnxruntime's TopK / NMS than
     by PyTorch's sort, so the model must learn a little."""
-    from mmengine.runner import Runner
-    from torch.nn.modules.batchnorm import _BatchNorm
     root = str(tmp_path_factory.mktemp('two_stage_trained'))
     data = osp.join(root, 'shapes')
     make_synthetic_coco(data, num_train=64, num_val=24, seed=0,
@@ -242,29 +240,8 @@ def trained_mask_rcnn(tmp_path_factory):
                 step.scale = (SIZE, SIZE)
     ann = osp.join(data, 'annotations/instances_val.json')
     cfg.test_evaluator.ann_file = cfg.val_evaluator.ann_file = ann
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=ITERS,
-                         val_interval=10**6)
-    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
-                                by_epoch=False, begin=0, end=10)]
-    cfg.default_hooks.checkpoint = dict(
-        type='AtomicCheckpointHook', interval=ITERS, by_epoch=False)
-    cfg.log_processor = dict(by_epoch=False)
-    cfg.randomness = dict(seed=0)
-    cfg.work_dir = osp.join(root, 'work')
-    cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
-    for module in runner.model.modules():  # settle within few iterations
-        if isinstance(module, _BatchNorm):
-            module.momentum = 0.3
-    runner.train()
-    checkpoint = osp.join(cfg.work_dir, f'iter_{ITERS}.pth')
-    config_path = osp.join(root, 'config.py')
-    cfg.dump(config_path)
-    model = osp.join(root, 'mask_rcnn.onnx')
-    deploy_tool('export').main([config_path, checkpoint, '--out', model])
-    return dict(root=root, data=data, config=config_path,
-                checkpoint=checkpoint, model=model)
+    return dict(root=root, data=data, **train_briefly_and_export(
+        cfg, root, ITERS, 'mask_rcnn.onnx'))
 
 
 def test_trained_mask_rcnn_verifies_with_onnxruntime(trained_mask_rcnn,

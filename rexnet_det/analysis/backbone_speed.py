@@ -17,12 +17,10 @@ are medians of per-round ratios. Run under
 :data:`~rexnet_det.analysis.detector_latency.TIMING_ENV`.
 """
 import copy
-import json
 import os
 import os.path as osp
 import statistics
 import tempfile
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -35,6 +33,9 @@ from ..deploy.onnx_graph import constant_fold, count_ops, fold_pads
 from ..models import ReXNet
 from ..models.utils import align_channels, fuse_model
 from .flops import image_complexity
+from .goals import BACKBONE_GOALS
+from .ort_profile import ort_op_times
+from .peak import sgemm_peak_gflops
 from .timing import Case, measure, paired_ratio
 
 #: The per-FLOP reference of the tables.
@@ -46,17 +47,19 @@ class Deployed:
     """One exported backbone on one runtime."""
     label: str
     path: str
-    runtime: str  # 'ort' or 'openvino'
+    runtime: str  # 'ort', 'openvino', 'eager' or 'eager fused'
     macs: int
     info: Dict[str, Any] = field(default_factory=dict)
+    module: Optional[nn.Module] = None  # the eager rows' model
 
 
 def build_backbones(seed: int = 0) -> Dict[str, nn.Module]:
-    """Eval-mode ReXNet-1.0x, EfficientNet-B0 and MobileNetV2 (mmdet),
-    each to its 1280-channel conv, with random weights."""
+    """Eval-mode ReXNet-1.0x, ReXNet-lite-1.0x, EfficientNet-B0 and
+    MobileNetV2 (mmdet), each to its 1280-channel conv, random weights."""
     from mmdet.models.backbones import EfficientNet, MobileNetV2
     torch.manual_seed(seed)
     models = dict(ReXNet=ReXNet(width_mult=1.0, out_indices=(5, )),
+                  ReXNetLite=ReXNet(arch='lite', out_indices=(5, )),
                   EfficientNet=EfficientNet(arch='b0', out_indices=(6, )),
                   MobileNetV2=MobileNetV2(widen_factor=1.0,
                                           out_indices=(7, )))
@@ -89,6 +92,30 @@ def openvino_runner(path: str, threads: int
     return lambda x: request.infer({0: x})
 
 
+def eager_runner(model: nn.Module, channels_last: bool = False
+                 ) -> Callable[[np.ndarray], Any]:
+    """``x -> outputs`` in eager PyTorch (the caller sets the threads)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def run(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x).contiguous(memory_format=fmt))
+    return run
+
+
+def fused_eager(name: str, model: nn.Module) -> nn.Module:
+    """The fused eager form: :func:`fuse_model` for a ReXNet (BN folded,
+    channels_last inside), mmcv's ``fuse_conv_bn`` + channels_last weights
+    for mmdet's backbones (their input is made channels_last by the
+    runner)."""
+    if name.startswith('ReXNet'):
+        return fuse_model(copy.deepcopy(model))
+    from mmcv.cnn import fuse_conv_bn
+    fused = fuse_conv_bn(copy.deepcopy(model))
+    fused.eval()  # mmdet's train() may return None: no chaining
+    return fused.to(memory_format=torch.channels_last)
+
+
 RUNNERS = {'ort': ort_runner, 'openvino': openvino_runner}
 
 
@@ -110,9 +137,15 @@ def fold_pads_file(src: str, dst: str, size: int) -> Dict[str, int]:
                 pads_after=count_ops(folded).get('Pad', 0))
 
 
+LABELS = {'ReXNet': 'ReXNet-1.0x', 'ReXNetLite': 'ReXNet-lite-1.0x',
+          'EfficientNet': 'EfficientNet-B0', 'MobileNetV2': PEER}
+
+
 def export_deployed(size: int, out_dir: str, openvino: bool = True,
-                    multiple: int = 4) -> List[Deployed]:
-    """Export the rows of :func:`deployed_backbone_rows` at `size`."""
+                    multiple: int = 4, eager: bool = True
+                    ) -> List[Deployed]:
+    """Export the rows of :func:`deployed_backbone_rows` at `size` (and
+    build the eager ones)."""
     models = build_backbones()
     macs = {name: image_complexity(m, size, size)['macs']
             for name, m in models.items()}
@@ -120,35 +153,51 @@ def export_deployed(size: int, out_dir: str, openvino: bool = True,
     aligned = align_channels(copy.deepcopy(rexnet), multiple)
     macs['ReXNet aligned'] = image_complexity(aligned, size, size)['macs']
     executed = dict(executed_gmacs=macs['ReXNet aligned'] / 1e9)
+    lite_aligned = align_channels(copy.deepcopy(models['ReXNetLite']),
+                                  multiple)
+    lite_executed = dict(executed_gmacs=image_complexity(
+        lite_aligned, size, size)['macs'] / 1e9)
     p = lambda name: osp.join(out_dir, f'{name}_{size}.onnx')  # noqa: E731
     export_static(rexnet, p('rexnet'), size)
     export_static(aligned, p('rexnet_aligned'), size)
+    export_static(models['ReXNetLite'], p('lite'), size)
+    export_static(lite_aligned, p('lite_aligned'), size)
     export_static(models['EfficientNet'], p('effnet'), size)
     folded = fold_pads_file(p('effnet'), p('effnet_folded'), size)
     export_static(models['MobileNetV2'], p('mbv2'), size)
-    rows = [
-        Deployed('ReXNet-1.0x unaligned', p('rexnet'), 'ort',
-                 macs['ReXNet']),
-        # Per-FLOP figures use the network's own MACs: the padded zeros
-        # are overhead of the form, not work.
-        Deployed(f'ReXNet-1.0x aligned x{multiple}', p('rexnet_aligned'),
-                 'ort', macs['ReXNet'], executed),
-        Deployed('EfficientNet-B0 as exported', p('effnet'), 'ort',
-                 macs['EfficientNet'], dict(pads=folded['pads_before'])),
-        Deployed('EfficientNet-B0 pads folded', p('effnet_folded'), 'ort',
-                 macs['EfficientNet'], dict(pads=folded['pads_after'])),
-        Deployed(PEER, p('mbv2'), 'ort', macs['MobileNetV2']),
-    ]
-    if openvino:
-        rows += [
-            Deployed(f'ReXNet-1.0x aligned x{multiple}', p('rexnet_aligned'),
-                     'openvino', macs['ReXNet'], executed),
-            Deployed('ReXNet-1.0x unaligned', p('rexnet'), 'openvino',
-                     macs['ReXNet']),
-            Deployed('EfficientNet-B0 pads folded', p('effnet_folded'),
-                     'openvino', macs['EfficientNet']),
-            Deployed(PEER, p('mbv2'), 'openvino', macs['MobileNetV2']),
-        ]
+    aligned_x = f'aligned x{multiple}'
+    # label -> (file, MACs, extra info). Per-FLOP figures use the network's
+    # own MACs: the padded zeros are overhead of the form, not work.
+    files = {
+        'ReXNet-1.0x unaligned': (p('rexnet'), macs['ReXNet'], {}),
+        f'ReXNet-1.0x {aligned_x}': (p('rexnet_aligned'), macs['ReXNet'],
+                                     executed),
+        'ReXNet-lite-1.0x unaligned': (p('lite'), macs['ReXNetLite'], {}),
+        f'ReXNet-lite-1.0x {aligned_x}': (p('lite_aligned'),
+                                          macs['ReXNetLite'], lite_executed),
+        'EfficientNet-B0 as exported': (
+            p('effnet'), macs['EfficientNet'],
+            dict(pads=folded['pads_before'])),
+        'EfficientNet-B0 pads folded': (
+            p('effnet_folded'), macs['EfficientNet'],
+            dict(pads=folded['pads_after'])),
+        PEER: (p('mbv2'), macs['MobileNetV2'], {}),
+    }
+    # OpenVINO: the forms that matter there (it fuses Swish, pads nothing)
+    on_openvino = [f'ReXNet-1.0x {aligned_x}', 'ReXNet-1.0x unaligned',
+                   f'ReXNet-lite-1.0x {aligned_x}',
+                   'EfficientNet-B0 pads folded', PEER] if openvino else []
+    rows = [Deployed(label, path, runtime, count, info)
+            for runtime, labels in (('ort', list(files)),
+                                    ('openvino', on_openvino))
+            for label in labels
+            for path, count, info in [files[label]]]
+    if eager:  # PyTorch eval and fused forms of the same networks
+        for name, model in models.items():
+            rows += [Deployed(LABELS[name], '', 'eager', macs[name],
+                              module=model),
+                     Deployed(LABELS[name], '', 'eager fused', macs[name],
+                              module=fused_eager(name, model))]
     return rows
 
 
@@ -161,6 +210,22 @@ def _stats(t) -> Dict[str, float]:
                                           for c in r]))
 
 
+def _speedup_rows(cases: Sequence[Case], rounds: int, calls: int
+                  ) -> List[Dict[str, Any]]:
+    """Time `cases` interleaved; one row each, with ``speedup`` = the first
+    case's time over this one's (median of rounds, wall and CPU clock)."""
+    timings = measure(cases, rounds, calls, warmup=3)
+    base = timings[cases[0].name]
+    rows = []
+    for case in cases:
+        t = timings[case.name]
+        rows.append(dict(case.info, **_stats(t),
+                         speedup=paired_ratio(base, t),
+                         speedup_cpu=paired_ratio(base, t, 'cpu'),
+                         load=os.getloadavg()[0]))
+    return rows
+
+
 def time_deployed(models: Sequence[Deployed], size: int, threads: int,
                   rounds: int, calls: int) -> List[Dict[str, Any]]:
     """Time `models` interleaved; one row each, with per-FLOP ratios to
@@ -169,12 +234,20 @@ def time_deployed(models: Sequence[Deployed], size: int, threads: int,
         (1, 3, size, size)).astype(np.float32)
     cases = []
     for m in models:
-        run = RUNNERS[m.runtime](m.path, threads)
+        run = (eager_runner(m.module, m.runtime == 'eager fused')
+               if m.module is not None else RUNNERS[m.runtime](m.path,
+                                                                threads))
         cases.append(Case(f'{m.label} | {m.runtime}', lambda r=run: r(x),
                           1, dict(model=m.label, runtime=m.runtime,
                                   size=size, threads=threads,
                                   gmacs=m.macs / 1e9, **m.info)))
-    timings = measure(cases, rounds, calls, warmup=3)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the eager rows'
+    try:
+        peak = sgemm_peak_gflops(threads)
+        timings = measure(cases, rounds, calls, warmup=3)
+    finally:
+        torch.set_num_threads(previous)
     by_case = {(t.case.info['model'], t.case.info['runtime']): t
                for t in timings.values()}
     rows = []
@@ -182,6 +255,10 @@ def time_deployed(models: Sequence[Deployed], size: int, threads: int,
         t = timings[case.name]
         row = dict(case.info, **_stats(t), load=os.getloadavg()[0])
         row['ms_per_gflop'] = row['ms'] / (m.macs / 1e9)
+        # 2 FLOPs per MAC, the network's own MACs (padding is overhead)
+        row.update(gflops=2 * m.macs / 1e9 / (row['ms'] / 1e3),
+                   peak_gflops=peak)
+        row['of_peak'] = row['gflops'] / peak
         peer = next((p for p in models if p.label == PEER and
                      p.runtime == m.runtime), None)
         if peer is not None:
@@ -200,16 +277,20 @@ def deployed_backbone_rows(threads: Sequence[int] = (1, 2),
                            sizes: Sequence[int] = (224, 320),
                            rounds: int = 7, calls: int = 10,
                            openvino: bool = True,
-                           out_dir: Optional[str] = None
+                           out_dir: Optional[str] = None,
+                           eager: bool = True
                            ) -> List[Dict[str, Any]]:
-    """Deployed backbones per image and per FLOP (ReXNet-1.0x unaligned and
-    aligned, EfficientNet-B0 as exported and pads-folded, MobileNetV2).
+    """Deployed backbones per image and per FLOP (ReXNet-1.0x and
+    ReXNet-lite-1.0x unaligned and aligned, EfficientNet-B0 as exported and
+    pads-folded, MobileNetV2; eager PyTorch eval and fused forms of each).
 
     Args:
         threads (Sequence[int]): Thread counts, each its own group.
         sizes (Sequence[int]): Square input sizes.
         rounds, calls (int): Interleaved rounds, timed calls per round.
         openvino (bool): Add OpenVINO (f32) rows. Default: True.
+        eager (bool): Add eager PyTorch rows (``'eager'``: eval mode,
+            ``'eager fused'``: BN folded, channels_last). Default: True.
         out_dir (str, optional): Keep the ONNX files there. Default: a
             temporary directory.
 
@@ -223,7 +304,9 @@ def deployed_backbone_rows(threads: Sequence[int] = (1, 2),
         ``ms_per_gflop``, ``per_flop_vs_peer`` (time ratio to MobileNetV2
         on the same runtime over the MAC ratio, median of rounds, with
         ``per_flop_min/max``; ``per_flop_cpu`` on the CPU clock) and
-        ``load`` (1-minute load average after the group).
+        ``load`` (1-minute load average after the group), ``gflops``
+        (achieved, 2 FLOPs per own MAC), ``peak_gflops`` (sgemm on the
+        group's threads, same run) and ``of_peak``.
 
     Example:
         >>> rows = deployed_backbone_rows(threads=(1, ), sizes=(224, ),
@@ -236,7 +319,7 @@ def deployed_backbone_rows(threads: Sequence[int] = (1, 2),
         where = out_dir or tmp
         os.makedirs(where, exist_ok=True)
         for size in sizes:
-            models = export_deployed(size, where, openvino)
+            models = export_deployed(size, where, openvino, eager=eager)
             for count in threads:
                 rows += time_deployed(models, size, count, rounds, calls)
     return rows
@@ -264,14 +347,7 @@ def alignment_rows(multiples: Sequence[int] = (1, 4, 8, 16),
             cases = [Case(d.label, lambda r=ort_runner(d.path, threads): r(x),
                           1, dict(d.info, size=size, threads=threads,
                                   gmacs=d.macs / 1e9)) for d in models]
-            timings = measure(cases, rounds, calls, warmup=3)
-            base = timings[cases[0].name]
-            for case in cases:
-                t = timings[case.name]
-                rows.append(dict(case.info, **_stats(t),
-                                 speedup=paired_ratio(base, t),
-                                 speedup_cpu=paired_ratio(base, t, 'cpu'),
-                                 load=os.getloadavg()[0]))
+            rows += _speedup_rows(cases, rounds, calls)
     return rows
 
 
@@ -316,14 +392,7 @@ def eager_fused_rows(sizes: Sequence[int] = (224, 320),
                 cases = [Case(name, lambda m=m: call(m), 1,
                               dict(form=name, size=size, threads=count))
                          for name, m in forms.items()]
-                timings = measure(cases, rounds, calls, warmup=3)
-                base = timings['eval']
-                for case in cases:
-                    t = timings[case.name]
-                    rows.append(dict(case.info, **_stats(t),
-                                     speedup=paired_ratio(base, t),
-                                     speedup_cpu=paired_ratio(base, t, 'cpu'),
-                                     load=os.getloadavg()[0]))
+                rows += _speedup_rows(cases, rounds, calls)
     finally:
         torch.set_num_threads(previous)
     return rows
@@ -331,32 +400,10 @@ def eager_fused_rows(sizes: Sequence[int] = (224, 320),
 
 def ort_op_profile(path: str, size: int, threads: int = 1,
                    runs: int = 30) -> Dict[str, float]:
-    """onnxruntime's own profile of an exported backbone: ms per run by op
-    type after its graph optimisations; NCHWc kernels are marked."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    options.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = osp.join(tmp, 'ort_profile')
-        session = ort.InferenceSession(path, options,
-                                       providers=['CPUExecutionProvider'])
-        x = np.zeros((1, 3, size, size), np.float32)
-        name = session.get_inputs()[0].name
-        for _ in range(runs):
-            session.run(None, {name: x})
-        with open(session.end_profiling()) as f:
-            events = json.load(f)
-    totals: Dict[str, float] = defaultdict(float)
-    for event in events:
-        if event.get('cat') == 'Node' and event['name'].endswith(
-                '_kernel_time'):
-            op = event['args']['op_name']
-            if 'nchwc' in event['name']:  # the layout transformer's nodes
-                op += ' [NCHWc]'
-            totals[op] += event['dur'] / 1e3 / runs
-    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+    """onnxruntime's own profile of an exported backbone on a zero image:
+    ms per run by op type (:func:`~.ort_profile.ort_op_times`)."""
+    return ort_op_times(path, {'input': np.zeros((1, 3, size, size),
+                                                 np.float32)}, threads, runs)
 
 
 def torch_op_profile(model: nn.Module, size: int, runs: int = 10
@@ -403,3 +450,69 @@ def format_rows(rows: List[Dict[str, Any]]) -> str:
                      f'{per_flop} | '
                      f'{r.get("per_flop_cpu", float("nan")):.2f} |')
     return '\n'.join(lines)
+
+
+def comparison_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """The whole comparison of :func:`deployed_backbone_rows` as one
+    markdown table: a line per (model, runtime), per (size, threads) group
+    ``ms / per FLOP vs MobileNetV2``, and the achieved GFLOP/s with its
+    share of the same-run sgemm peak in the first group."""
+    groups = sorted({(r['size'], r['threads']) for r in rows})
+    lines, seen = [], {}
+    for r in rows:
+        seen.setdefault((r['model'], r['runtime']), {})[
+            r['size'], r['threads']] = r
+    first = groups[0]
+    peak = next(r['peak_gflops'] for r in rows
+                if (r['size'], r['threads']) == first)
+    head = ' | '.join(f'{s} px {t}t: ms / per FLOP' for s, t in groups)
+    lines += [f'| model | runtime | GMACs ({first[0]} px) | {head} | '
+              f'GFLOP/s ({first[0]} px {first[1]}t; sgemm peak '
+              f'{peak:.0f}) |', '|---' * (4 + len(groups)) + '|']
+    for (model, runtime), by_group in seen.items():
+        cells = []
+        for g in groups:
+            r = by_group.get(g)
+            cells.append('-' if r is None else
+                         f'{r["ms"]:.2f} / '
+                         f'{r.get("per_flop_vs_peer", float("nan")):.2f}')
+        r0 = by_group.get(first) or next(iter(by_group.values()))
+        lines.append(f'| {model} | {runtime} | {r0["gmacs"]:.3f} | '
+                     + ' | '.join(cells) + f' | {r0["gflops"]:.1f} '
+                     f'({r0["of_peak"]:.0%}) |')
+    return '\n'.join(lines)
+
+
+def backbone_goals(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """:data:`~rexnet_det.analysis.goals.BACKBONE_GOALS` judged on the rows
+    of :func:`deployed_backbone_rows` (224 px; medians; a goal whose rows
+    are missing is left out)."""
+    def find(model, runtime, threads):
+        return next((r for r in rows if r['model'].startswith(model) and
+                     r['runtime'] == runtime and r['size'] == 224 and
+                     r['threads'] == threads), None)
+    results = []
+    for threads in sorted({r['threads'] for r in rows}):
+        ours = find('ReXNet-1.0x aligned', 'ort', threads)
+        peer = find('EfficientNet-B0 pads folded', 'ort', threads)
+        if ours and peer:
+            limit = BACKBONE_GOALS['latency_vs_effnet']
+            value = ours['ms'] / peer['ms']
+            results.append(dict(
+                name=f'ORT latency vs fair EfficientNet-B0, {threads}t',
+                value=value, limit=limit, met=value <= limit))
+    per_flop = [r['per_flop_vs_peer'] for rt in ('ort', 'openvino')
+                if (r := find('ReXNet-1.0x aligned', rt, 1))]
+    if per_flop:
+        limit = BACKBONE_GOALS['per_flop']
+        results.append(dict(name='per FLOP vs MobileNetV2, 1t (best '
+                            'runtime)', value=min(per_flop), limit=limit,
+                            met=min(per_flop) <= limit))
+    plain, fused = find('ReXNet-1.0x', 'eager', 1), find(
+        'ReXNet-1.0x', 'eager fused', 1)
+    if plain and fused:
+        limit = BACKBONE_GOALS['fused_speedup']
+        value = plain['ms'] / fused['ms']
+        results.append(dict(name='eager fused vs eval, 1t', value=value,
+                            limit=limit, met=value >= limit))
+    return results

@@ -21,13 +21,11 @@ the test resize (:func:`prepare_two_stage`), so mmdet and the exported
 graph see the same pixels; its MACs come from
 :func:`~rexnet_det.analysis.complexity.detector_complexity`.
 """
-import json
 import os
 import os.path as osp
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -46,6 +44,7 @@ from .detectors import (MBV2_SSDLITE, REXNET_MASK_RCNN, REXNET_SSDLITE,
 from .flops import count_complexity
 from .goals import DEPLOY_PER_FLOP as TARGET_PER_FLOP
 from .goals import DEPLOY_SPEEDUP as TARGET_SPEEDUP
+from .ort_profile import ort_op_times
 from .timing import Case, measure, paired_ratio
 
 RUNTIME_NAMES = {'pytorch': 'PyTorch', 'ort': 'onnxruntime',
@@ -58,6 +57,17 @@ RUNTIME_NAMES = {'pytorch': 'PyTorch', 'ort': 'onnxruntime',
 TIMING_ENV = {'MALLOC_MMAP_THRESHOLD_': str(2**30),
               'MALLOC_TRIM_THRESHOLD_': str(2**31),
               'OMP_WAIT_POLICY': 'PASSIVE'}
+
+
+def restart_with_timing_env(argv: Optional[List[str]]) -> None:
+    """Re-execute this command line with :data:`TIMING_ENV` set, unless it
+    already is or the tool was called in-process (`argv` given): glibc and
+    OpenMP read these only at start-up."""
+    import sys
+    if argv is None and any(os.environ.get(k) != v
+                            for k, v in TIMING_ENV.items()):
+        os.execve(sys.executable, [sys.executable] + sys.argv,
+                  dict(os.environ, **TIMING_ENV))
 
 
 @dataclass
@@ -281,33 +291,8 @@ def format_latency(result: LatencyResult) -> str:
 
 def profile_ort(path: str, image: np.ndarray, threads: int = 1,
                 runs: int = 20) -> Dict[str, float]:
-    """onnxruntime's own profile of `path`: milliseconds per run by op type
-    after graph optimisation. Convs that run in onnxruntime's blocked NCHWc
-    layout are listed as ``Conv [NCHWc]``; ``Conv`` and ``FusedConv``
-    (conv + activation) are the plain NCHW path."""
-    import onnxruntime as ort
-    detector = DeployedDetector(path, 'ort', threads)
-    batch = detector.prepare(image).input[None]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    options.enable_profiling = True
-    options.profile_file_prefix = osp.join(osp.dirname(osp.abspath(path)),
-                                           'ort_profile')
-    session = ort.InferenceSession(path, options,
-                                   providers=['CPUExecutionProvider'])
-    for _ in range(runs):
-        session.run(None, {'input': batch})
-    trace = session.end_profiling()
-    with open(trace) as f:
-        events = json.load(f)
-    os.remove(trace)
-    totals: Dict[str, float] = defaultdict(float)
-    for event in events:
-        if event.get('cat') == 'Node' and event['name'].endswith(
-                '_kernel_time'):
-            op = event['args']['op_name']
-            if 'nchwc' in event['name']:  # the layout transformer's nodes
-                op += ' [NCHWc]'
-            totals[op] += event['dur'] / 1e3 / runs
-    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+    """onnxruntime's own profile of `path` on `image` (preprocessed as the
+    runtime does): ms per run by op type
+    (:func:`~.ort_profile.ort_op_times`)."""
+    batch = DeployedDetector(path, 'ort', threads).prepare(image).input[None]
+    return ort_op_times(path, {'input': batch}, threads, runs)

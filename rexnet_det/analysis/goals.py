@@ -36,6 +36,19 @@ DEPLOY_SPEEDUP = 2.0
 #: SSDLite-MobileNetV2's).
 DEPLOY_PER_FLOP = 1.1
 
+#: ``tools/analysis/backbone_speed.py`` (issue #12; backbones to the
+#: 1280-channel conv, batch 1, the table's own rows):
+#:
+#: * ``latency_vs_effnet``: aligned ReXNet-1.0x onnxruntime latency at most
+#:   this times the pads-folded EfficientNet-B0's (224 px, each thread
+#:   count): the paper's latency claim in a deployed runtime;
+#: * ``per_flop``: aligned ReXNet-1.0x time per FLOP at most this times
+#:   MobileNetV2's (224 px, 1 thread, onnxruntime or OpenVINO);
+#: * ``fused_speedup``: eager fused ReXNet-1.0x at least this many times
+#:   faster than eager eval (224 px, 1 thread).
+BACKBONE_GOALS = dict(latency_vs_effnet=1.0, per_flop=1.15,
+                      fused_speedup=1.3)
+
 #: ``make demo``: bbox mAP the briefly trained demo Mask R-CNN must reach
 #: on its own synthetic val split.
 DEMO_BBOX_MAP = 0.30

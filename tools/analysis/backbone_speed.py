@@ -1,10 +1,13 @@
-"""Deployed backbone speed: ReXNet-1.0x (unaligned / channel-aligned) vs
-mmdet's EfficientNet-B0 and MobileNetV2, per image and per FLOP.
+"""Deployed backbone speed: ReXNet-1.0x and lite-1.0x (unaligned /
+channel-aligned) vs mmdet's EfficientNet-B0 and MobileNetV2, per image, per
+FLOP and against the same-run sgemm peak, in one table.
 
-onnxruntime (and OpenVINO in float32) at batch 1, each backbone to its
-1280-channel conv, at ``--sizes`` on ``--threads``; EfficientNet-B0 both as
-exported and with its "SAME" Pad nodes folded into its convs. Every group
-is timed in interleaved rounds (medians, [min-max] of round medians).
+onnxruntime (and OpenVINO in float32) and eager PyTorch (eval and fused)
+at batch 1, each backbone to its 1280-channel conv, at ``--sizes`` on
+``--threads``; EfficientNet-B0 both as exported and with its "SAME" Pad
+nodes folded into its convs. Every group is timed in interleaved rounds
+(medians, [min-max] of round medians); the issue #12 goals are judged on
+the table's rows.
 ``--multiples`` adds the alignment-multiple comparison, ``--eager`` the
 fused eager forms, ``--profile`` onnxruntime's time per op type of the
 ReXNet graphs. The tool restarts itself with glibc malloc pinned and
@@ -28,9 +31,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from rexnet_det.analysis.backbone_speed import (  # noqa: E402
-    alignment_rows, deployed_backbone_rows, eager_fused_rows, format_rows,
-    ort_op_profile)
-from rexnet_det.analysis.detector_latency import TIMING_ENV  # noqa: E402
+    alignment_rows, backbone_goals, comparison_table, deployed_backbone_rows,
+    eager_fused_rows, format_rows, ort_op_profile)
+from rexnet_det.analysis.detector_latency import \
+    restart_with_timing_env  # noqa: E402
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
 
@@ -58,14 +62,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def timing_env(argv: Optional[List[str]]) -> None:
-    """Restart with :data:`TIMING_ENV` set unless it already is."""
-    if argv is None and any(os.environ.get(k) != v
-                            for k, v in TIMING_ENV.items()):
-        os.execve(sys.executable, [sys.executable] + sys.argv,
-                  dict(os.environ, **TIMING_ENV))
-
-
 def print_profile(out_dir: str, size: int) -> dict:
     profiles = {}
     for name in ('rexnet', 'rexnet_aligned'):
@@ -81,15 +77,19 @@ def print_profile(out_dir: str, size: int) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    timing_env(argv)
+    restart_with_timing_env(argv)
     warnings.filterwarnings('ignore')
     report = dict(load_start=os.getloadavg())
     print(f'load average at start: {report["load_start"]}', flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = deployed_backbone_rows(args.threads, args.sizes, args.rounds,
                                       args.calls, not args.no_openvino, tmp)
-        print(format_rows(rows), flush=True)
+        print(comparison_table(rows), flush=True)
         report['deployed'] = rows
+        report['goals'] = backbone_goals(rows)
+        for goal in report['goals']:
+            print(f"goal {goal['name']}: {goal['value']:.2f} (limit "
+                  f"{goal['limit']}): {'met' if goal['met'] else 'NOT met'}")
         if args.profile:
             report['profiles'] = print_profile(tmp, args.sizes[0])
     if args.multiples:

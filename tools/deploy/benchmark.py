@@ -20,7 +20,6 @@ Example::
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 import tempfile
@@ -31,7 +30,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from rexnet_det.analysis.detector_latency import (  # noqa: E402
-    DEFAULT_MODELS, MASK_RCNN_MODELS, MASK_RCNN_SIZES, TIMING_ENV,
+    DEFAULT_MODELS, MASK_RCNN_MODELS, MASK_RCNN_SIZES, restart_with_timing_env,
     format_latency, prepare_model, prepare_two_stage, profile_ort,
     run_latency)
 from rexnet_det.utils.io import atomic_write  # noqa: E402
@@ -67,17 +66,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def timing_env(argv: Optional[List[str]]) -> None:
-    """Restart with :data:`TIMING_ENV` set unless it already is."""
-    if argv is None and any(os.environ.get(k) != v
-                            for k, v in TIMING_ENV.items()):
-        os.execve(sys.executable, [sys.executable] + sys.argv,
-                  dict(os.environ, **TIMING_ENV))
-
-
 def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
-    timing_env(argv)
+    restart_with_timing_env(argv)
     warnings.filterwarnings('ignore')
     import numpy as np
     if args.suite == 'mask-rcnn':

@@ -55,6 +55,16 @@ class InputNormalizer(nn.Module):
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1),
                              persistent=False)
 
+    @classmethod
+    def from_preprocessor(cls, pre: nn.Module) -> 'InputNormalizer':
+        """The normalisation of an mmdet ``DetDataPreprocessor``. It flips
+        loaded (BGR) images when bgr_to_rgb (or rgb_to_bgr) is set; without
+        a flip the network sees BGR."""
+        on = pre._enable_normalize
+        return cls(pre.mean.flatten().tolist() if on else [0., 0., 0.],
+                   pre.std.flatten().tolist() if on else [1., 1., 1.],
+                   network_bgr=not pre._channel_conversion)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.network_bgr:
             x = x.flip(1)
@@ -257,3 +267,37 @@ def delta_xywh_decode(priors: Tensor, deltas: Tensor,
         limit = boxes.new_tensor([width, height, width, height])
         boxes = torch.minimum(boxes.clamp(min=0), limit)
     return boxes
+
+
+def decode_with(coder: nn.Module, priors: Tensor, deltas: Tensor,
+                max_shape: Tuple[int, int]) -> Tensor:
+    """:func:`delta_xywh_decode` with a ``DeltaXYWHBBoxCoder``'s settings."""
+    return delta_xywh_decode(
+        priors, deltas, max_shape, coder.means, coder.stds,
+        clip_border=coder.clip_border, add_ctr_clamp=coder.add_ctr_clamp,
+        ctr_clamp=coder.ctr_clamp)
+
+
+def decode_levels_and_nms(mlvl: Sequence[Tuple[Tensor, ...]],
+                          coder: nn.Module, max_shape: Tuple[int, int],
+                          cfg: dict) -> Tuple[Tensor, Tensor]:
+    """Concatenate per-level ``(scores, classes, valid, deltas, priors)``,
+    decode, drop boxes not larger than ``cfg['min_bbox_size']`` (when
+    >= 0) and run :func:`batched_nms_fixed` with ``classes`` as the NMS
+    groups: mmdet's ``_bbox_post_process`` in fixed slots.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``dets [B, K, 5]`` and the group of each
+        slot ``[B, K]`` (-1 in empty slots).
+    """
+    scores, classes, valid, deltas, priors = (torch.cat(x, 1)
+                                              for x in zip(*mlvl))
+    boxes = decode_with(coder, priors, deltas, max_shape)
+    if cfg['min_bbox_size'] >= 0:
+        size = cfg['min_bbox_size']
+        wh = boxes[..., 2:] - boxes[..., :2]
+        valid = valid & (wh[..., 0] > size) & (wh[..., 1] > size)
+    dets, groups, _ = batched_nms_fixed(boxes, scores, classes, valid,
+                                        cfg['iou_threshold'],
+                                        cfg['max_per_img'])
+    return dets, groups

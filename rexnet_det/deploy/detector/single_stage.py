@@ -20,12 +20,11 @@ Called in PyTorch it gives what the exported graph gives.
 """
 from typing import Dict, List, Tuple
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .ops import (InputNormalizer, batched_nms_fixed, delta_xywh_decode,
-                  gather_rows, select_candidates)
+from .ops import (InputNormalizer, decode_levels_and_nms, gather_rows,
+                  select_candidates)
 
 #: Output names (as mmdeploy's, so existing clients fit).
 OUTPUT_NAMES = ('dets', 'labels')
@@ -35,19 +34,27 @@ class UnsupportedDetectorError(NotImplementedError):
     """A detector, head, coder or setting the ONNX export cannot express."""
 
 
+def nms_iou(cfg: Dict, where: str) -> float:
+    """The IoU threshold of a test_cfg's plain, per-class ``nms``; raise
+    :class:`UnsupportedDetectorError` naming `where` for any other kind."""
+    nms = cfg.get('nms')
+    if nms is None or nms.get('type', 'nms') != 'nms':
+        raise UnsupportedDetectorError(
+            f'{where}.nms must be dict(type=\'nms\', iou_threshold=...), got '
+            f'{nms!r} (soft-NMS and NMS-free heads are not exportable)')
+    if nms.get('class_agnostic', False):
+        raise UnsupportedDetectorError(
+            f'{where}.nms.class_agnostic=True is not supported')
+    return float(nms['iou_threshold'])
+
+
 def _test_cfg(head: nn.Module) -> Dict:
     cfg = head.test_cfg
     if cfg is None:
         raise UnsupportedDetectorError(
             f'{type(head).__name__} has no test_cfg; set model.test_cfg '
             '(score_thr, nms, nms_pre, max_per_img) in the config')
-    nms = cfg.get('nms')
-    if nms is None or nms.get('type', 'nms') != 'nms':
-        raise UnsupportedDetectorError(
-            f'test_cfg.nms must be dict(type=\'nms\', iou_threshold=...), got '
-            f'{nms!r} (soft-NMS and NMS-free heads are not exportable)')
-    if nms.get('class_agnostic', False):
-        raise UnsupportedDetectorError('class_agnostic NMS is not supported')
+    iou_threshold = nms_iou(cfg, 'test_cfg')
     if cfg.get('min_bbox_size', -1) > 0:
         # mmdet applies it to boxes rescaled to the original image, whose
         # size the graph does not see.
@@ -56,7 +63,7 @@ def _test_cfg(head: nn.Module) -> Dict:
             'supported (0 or -1 are)')
     return dict(score_thr=float(cfg.get('score_thr', 0)),
                 nms_pre=int(cfg.get('nms_pre', -1)),
-                iou_threshold=float(nms['iou_threshold']),
+                iou_threshold=iou_threshold,
                 max_per_img=int(cfg.get('max_per_img', 100)),
                 min_bbox_size=float(cfg.get('min_bbox_size', -1)))
 
@@ -123,14 +130,8 @@ class SingleStageExport(nn.Module):
         check_single_stage(detector)
         self.detector = detector
         self.cfg = _test_cfg(detector.bbox_head)
-        pre = detector.data_preprocessor
-        # DetDataPreprocessor flips loaded (BGR) images when bgr_to_rgb (or
-        # rgb_to_bgr) is set; without a flip the network sees BGR.
-        self.normalizer = InputNormalizer(
-            pre.mean.flatten().tolist() if pre._enable_normalize else
-            [0., 0., 0.],
-            pre.std.flatten().tolist() if pre._enable_normalize else
-            [1., 1., 1.], network_bgr=not pre._channel_conversion)
+        self.normalizer = InputNormalizer.from_preprocessor(
+            detector.data_preprocessor)
         self._priors: Dict[Tuple, List[Tensor]] = {}
 
     @property
@@ -171,18 +172,5 @@ class SingleStageExport(nn.Module):
             mlvl.append((scores, labels, valid,
                          gather_rows(deltas, prior_index),
                          priors[prior_index]))
-        scores, labels, valid, deltas, priors = (torch.cat(x, 1)
-                                                 for x in zip(*mlvl))
-        coder = self.head.bbox_coder
-        boxes = delta_xywh_decode(
-            priors, deltas, (height, width), coder.means, coder.stds,
-            clip_border=coder.clip_border,
-            add_ctr_clamp=coder.add_ctr_clamp, ctr_clamp=coder.ctr_clamp)
-        if cfg['min_bbox_size'] >= 0:
-            size = cfg['min_bbox_size']
-            wh = boxes[..., 2:] - boxes[..., :2]
-            valid = valid & (wh[..., 0] > size) & (wh[..., 1] > size)
-        dets, labels, _ = batched_nms_fixed(boxes, scores, labels, valid,
-                                            cfg['iou_threshold'],
-                                            cfg['max_per_img'])
-        return dets, labels
+        return decode_levels_and_nms(mlvl, self.head.bbox_coder,
+                                     (height, width), cfg)

@@ -29,25 +29,21 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .ops import InputNormalizer, batched_nms_fixed, delta_xywh_decode, \
-    gather_rows, select_candidates
+from .ops import (InputNormalizer, batched_nms_fixed, decode_levels_and_nms,
+                  decode_with, gather_rows, select_candidates)
 from .roi_ops import multi_level_roi_align, paste_masks
-from .single_stage import UnsupportedDetectorError
+from .single_stage import UnsupportedDetectorError, nms_iou
 
 #: Output names with masks (without: the first two).
 MASK_OUTPUT_NAMES = ('dets', 'labels', 'masks')
 
 
-def _nms_iou(cfg: Dict, where: str) -> float:
-    nms = cfg.get('nms')
-    if nms is None or nms.get('type', 'nms') != 'nms':
-        raise UnsupportedDetectorError(
-            f'{where}.nms must be dict(type=\'nms\', iou_threshold=...), got '
-            f'{nms!r} (soft-NMS is not exportable)')
-    if nms.get('class_agnostic', False):
-        raise UnsupportedDetectorError(
-            f'{where}.nms.class_agnostic=True is not supported')
-    return float(nms['iou_threshold'])
+def _predicts_as(head: nn.Module, base: type) -> bool:
+    """`head` is a `base` whose prediction the export reproduces: neither
+    ``predict_by_feat`` nor ``_predict_by_feat_single`` is overridden."""
+    return isinstance(head, base) and all(
+        getattr(type(head), f) is getattr(base, f)
+        for f in ('predict_by_feat', '_predict_by_feat_single'))
 
 
 def _check_extractor(extractor: nn.Module, where: str) -> None:
@@ -99,9 +95,7 @@ def check_two_stage(detector: nn.Module) -> None:
                 f'{name}.{part}.bbox_coder is {type(coder).__name__}; only '
                 'DeltaXYWHBBoxCoder is supported')
     head = roi.bbox_head
-    if not isinstance(head, BBoxHead) or any(
-            getattr(type(head), f) is not getattr(BBoxHead, f)
-            for f in ('predict_by_feat', '_predict_by_feat_single')):
+    if not _predicts_as(head, BBoxHead):
         raise UnsupportedDetectorError(
             f'{name}.roi_head.bbox_head is {type(head).__name__}; only '
             'BBoxHead / ConvFCBBoxHead (e.g. Shared2FCBBoxHead) are '
@@ -114,9 +108,7 @@ def check_two_stage(detector: nn.Module) -> None:
                      f'{name}.roi_head.bbox_roi_extractor')
     if roi.with_mask:
         mask = roi.mask_head
-        if not isinstance(mask, FCNMaskHead) or any(
-                getattr(type(mask), f) is not getattr(FCNMaskHead, f)
-                for f in ('predict_by_feat', '_predict_by_feat_single')):
+        if not _predicts_as(mask, FCNMaskHead):
             raise UnsupportedDetectorError(
                 f'{name}.roi_head.mask_head is {type(mask).__name__}; only '
                 'FCNMaskHead is supported')
@@ -126,7 +118,7 @@ def check_two_stage(detector: nn.Module) -> None:
                       ('test_cfg.rcnn', roi.test_cfg)):
         if cfg is None:
             raise UnsupportedDetectorError(f'{name} has no {part}')
-        _nms_iou(cfg, part)
+        nms_iou(cfg, part)
 
 
 def has_mask_head(detector: nn.Module) -> bool:
@@ -179,22 +171,18 @@ class TwoStageExport(nn.Module):
         rcnn_cfg = detector.roi_head.test_cfg
         self.rpn_cfg = dict(
             nms_pre=int(rpn_cfg.get('nms_pre', -1)),
-            iou_threshold=_nms_iou(rpn_cfg, 'test_cfg.rpn'),
+            iou_threshold=nms_iou(rpn_cfg, 'test_cfg.rpn'),
             max_per_img=int(rpn_cfg.get('max_per_img', 1000)),
             min_bbox_size=float(rpn_cfg.get('min_bbox_size', -1)))
         #: What the final stage applies (the keys DeployMeta records).
         self.cfg = dict(
             score_thr=float(rcnn_cfg.get('score_thr', 0)),
             nms_pre=self.rpn_cfg['nms_pre'],
-            iou_threshold=_nms_iou(rcnn_cfg, 'test_cfg.rcnn'),
+            iou_threshold=nms_iou(rcnn_cfg, 'test_cfg.rcnn'),
             max_per_img=int(rcnn_cfg.get('max_per_img', 100)),
             mask_thr=float(rcnn_cfg.get('mask_thr_binary', 0.5)))
-        pre = detector.data_preprocessor
-        self.normalizer = InputNormalizer(
-            pre.mean.flatten().tolist() if pre._enable_normalize else
-            [0., 0., 0.],
-            pre.std.flatten().tolist() if pre._enable_normalize else
-            [1., 1., 1.], network_bgr=not pre._channel_conversion)
+        self.normalizer = InputNormalizer.from_preprocessor(
+            detector.data_preprocessor)
         self._priors: Dict[Tuple, list] = {}
 
     @property
@@ -232,21 +220,10 @@ class TwoStageExport(nn.Module):
                 scores, -1.0, cfg['nms_pre'], stable=True)
             mlvl.append((scores, torch.full_like(index, level), valid,
                          gather_rows(deltas, index), priors[index]))
-        scores, levels, valid, deltas, priors = (torch.cat(x, 1)
-                                                 for x in zip(*mlvl))
-        coder = head.bbox_coder
-        boxes = delta_xywh_decode(
-            priors, deltas, (height, width), coder.means, coder.stds,
-            clip_border=coder.clip_border,
-            add_ctr_clamp=coder.add_ctr_clamp, ctr_clamp=coder.ctr_clamp)
-        if cfg['min_bbox_size'] >= 0:
-            size = cfg['min_bbox_size']
-            wh = boxes[..., 2:] - boxes[..., :2]
-            valid = valid & (wh[..., 0] > size) & (wh[..., 1] > size)
-        dets, labels, _ = batched_nms_fixed(boxes, scores, levels, valid,
-                                            cfg['iou_threshold'],
-                                            cfg['max_per_img'])
-        return dets[..., :4], labels >= 0
+        # the FPN level is the NMS group, as in mmdet's batched_nms
+        dets, levels = decode_levels_and_nms(mlvl, head.bbox_coder,
+                                             (height, width), cfg)
+        return dets[..., :4], levels >= 0
 
     def roi_features(self, extractor: nn.Module, feats: Sequence[Tensor],
                      boxes: Tensor) -> Tensor:
@@ -274,11 +251,8 @@ class TwoStageExport(nn.Module):
                                                        num_classes)
         deltas = bbox_pred.reshape(batch, count, -1, 4)
         priors = proposals[:, :, None, :].expand_as(deltas)
-        coder = head.bbox_coder
-        boxes = delta_xywh_decode(
-            priors, deltas, (height, width), coder.means, coder.stds,
-            clip_border=coder.clip_border,
-            add_ctr_clamp=coder.add_ctr_clamp, ctr_clamp=coder.ctr_clamp)
+        boxes = decode_with(head.bbox_coder, priors, deltas,
+                            (height, width))
         boxes = boxes.expand(batch, count, num_classes, 4)  # agnostic: 1
         labels = torch.arange(num_classes, device=scores.device).expand(
             batch, count, num_classes)
