@@ -338,3 +338,36 @@ def test_comparison_table_covers_every_model_runtime_and_goal(tmp_path):
         'per FLOP vs MobileNetV2, 1t (best runtime)',
         'eager fused vs eval, 1t']
     assert all(isinstance(g['met'], bool) and g['value'] > 0 for g in goals)
+
+
+def test_backbone_goals_on_hand_made_rows():
+    from rexnet_det.analysis.backbone_speed import backbone_goals
+
+    def row(model, runtime, ms, threads=1, size=224, per_flop=None):
+        r = dict(model=model, runtime=runtime, ms=ms, threads=threads,
+                 size=size)
+        if per_flop is not None:
+            r['per_flop_vs_peer'] = per_flop
+        return r
+
+    rows = [row('ReXNet-1.0x aligned x4', 'ort', 12.0, per_flop=1.3),
+            row('EfficientNet-B0 pads folded', 'ort', 10.0),
+            row('ReXNet-1.0x aligned x4', 'openvino', 11.0, per_flop=1.1),
+            row('ReXNet-1.0x aligned x4', 'ort', 9.0, threads=2),
+            row('EfficientNet-B0 pads folded', 'ort', 10.0, threads=2),
+            row('ReXNet-1.0x', 'eager', 26.0),
+            row('ReXNet-1.0x', 'eager fused', 20.0),
+            row('ReXNet-1.0x', 'eager', 99.0, size=320)]
+    goals = {g['name']: g for g in backbone_goals(rows)}
+    assert len(goals) == 4
+    assert goals['ORT latency vs fair EfficientNet-B0, 1t']['value'] == \
+        pytest.approx(1.2)
+    assert not goals['ORT latency vs fair EfficientNet-B0, 1t']['met']
+    assert goals['ORT latency vs fair EfficientNet-B0, 2t']['value'] == \
+        pytest.approx(0.9)
+    assert goals['ORT latency vs fair EfficientNet-B0, 2t']['met']
+    best = goals['per FLOP vs MobileNetV2, 1t (best runtime)']
+    assert best['value'] == pytest.approx(1.1) and best['met']  # OpenVINO
+    fused = goals['eager fused vs eval, 1t']
+    assert fused['value'] == pytest.approx(1.3) and fused['met']
+    assert backbone_goals([r for r in rows if r['size'] == 320]) == []

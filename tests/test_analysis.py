@@ -253,3 +253,18 @@ def test_gpu_throughput_rejects_bad_arguments():
         measure_throughput(amp='fp8', device='cpu')
     with pytest.raises(ValueError, match="'eval'"):
         measure_throughput(modes=['eval'], device='cpu')
+
+
+def test_gpu_throughput_steps_set_their_own_mode():
+    # one model serves both steps: inference must not run in train mode
+    from rexnet_det.analysis.gpu_throughput import _step_fn
+    from rexnet_det.models import ReXNetClassifier
+    model = ReXNetClassifier()
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+    infer = _step_fn(model, 'infer', 2, 32, None, torch.device('cpu'))
+    train = _step_fn(model, 'train', 2, 32, None, torch.device('cpu'))
+    infer()
+    train()
+    infer()
+    assert seen == [False, True, False]

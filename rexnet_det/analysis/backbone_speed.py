@@ -334,6 +334,7 @@ def alignment_rows(multiples: Sequence[int] = (1, 4, 8, 16),
     multiple 1 over this one, median of rounds)."""
     rows = []
     rexnet = build_backbones()['ReXNet']
+    multiples = [1] + [m for m in multiples if m != 1]  # 1: the base
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             models = []
@@ -485,8 +486,10 @@ def comparison_table(rows: Sequence[Dict[str, Any]]) -> str:
 
 def backbone_goals(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """:data:`~rexnet_det.analysis.goals.BACKBONE_GOALS` judged on the rows
-    of :func:`deployed_backbone_rows` (224 px; medians; a goal whose rows
-    are missing is left out)."""
+    of :func:`deployed_backbone_rows` at 224 px (a goal whose rows are
+    missing is left out). The per-FLOP goal uses the rows' paired
+    per-round ratio; the latency and fused goals divide the two rows'
+    medians."""
     def find(model, runtime, threads):
         return next((r for r in rows if r['model'].startswith(model) and
                      r['runtime'] == runtime and r['size'] == 224 and

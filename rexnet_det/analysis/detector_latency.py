@@ -228,10 +228,14 @@ def run_latency(models: Sequence[PreparedModel], image: np.ndarray,
     (`targets`: also the issue #11 ratios against their targets)."""
     result = LatencyResult()
     peer = next((m for m in models if m.spec.peer), None)
+    previous = torch.get_num_threads()
     for count in threads:
         torch.set_num_threads(count)
-        cases = _cases(models, runtimes, count, image)
-        timings = measure(cases, rounds, calls, warmup=warmup)
+        try:
+            cases = _cases(models, runtimes, count, image)
+            timings = measure(cases, rounds, calls, warmup=warmup)
+        finally:
+            torch.set_num_threads(previous)
         by_key = {(t.case.info['model'], t.case.info['runtime']): t
                   for t in timings.values()}
         for t in timings.values():

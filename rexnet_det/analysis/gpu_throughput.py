@@ -61,10 +61,10 @@ def _step_fn(model: nn.Module, mode: str, batch: int, size: int,
         memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=amp or torch.float32,
                               enabled=amp is not None)
+    # one model serves both modes: each step sets its own (BN, dropout)
     if mode == 'infer':
-        model.eval()
-
         def infer():
+            model.eval()
             with torch.no_grad(), autocast:
                 model(x)
         return infer
@@ -72,9 +72,9 @@ def _step_fn(model: nn.Module, mode: str, batch: int, size: int,
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type,
                                   enabled=amp == torch.float16)
-    model.train()
 
     def train():
+        model.train()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = F.cross_entropy(model(x), y)

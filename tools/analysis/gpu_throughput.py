@@ -49,8 +49,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--no-peers', action='store_true',
-                        help='measure ours only (no timm needed)')
-    parser.add_argument('--no-parity', action='store_true')
+                        help='measure ours only (with --no-parity: no timm '
+                        'needed)')
+    parser.add_argument('--no-parity', action='store_true',
+                        help='skip the logits parity check with timm')
     parser.add_argument('--json', help='also write the figures here')
     args = parser.parse_args(argv)
     for name in ('batch', 'size', 'rounds', 'iters'):

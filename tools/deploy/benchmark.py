@@ -61,8 +61,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if len(args.image_sizes) % 2 or min(args.image_sizes) < 32:
         parser.error(f'--image-sizes takes H W pairs >= 32, got '
                      f'{args.image_sizes}')
-    if min(args.threads) < 1 or args.rounds < 1 or args.calls < 1:
-        parser.error('--threads, --rounds and --calls must be >= 1')
+    for name in ('threads', 'rounds', 'calls'):
+        value = getattr(args, name)
+        if min(value if isinstance(value, list) else [value]) < 1:
+            parser.error(f'--{name} must be >= 1, got {value}')
     return args
 
 
