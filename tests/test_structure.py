@@ -140,3 +140,11 @@ def test_tools_are_thin():
     long = {osp.relpath(t, ROOT): n for t in tools
             if (n := len(open(t).read().splitlines())) > TOOL_MAX_LINES}
     assert long == {}
+
+
+def test_readme_is_short_and_keeps_the_two_commands():
+    with open(osp.join(ROOT, 'README.md')) as f:
+        lines = f.read().splitlines()
+    assert 50 < len(lines) <= 200, len(lines)
+    assert any(line.startswith('make demo') for line in lines)
+    assert any(line.startswith('make test') for line in lines)
