@@ -1,10 +1,13 @@
 """Speed of deployed backbones per image and per FLOP, and of the fused
 eager form: the figures behind issue #12 (docs/performance.md).
 
-:func:`deployed_backbone_rows` times, on onnxruntime (and OpenVINO),
-ReXNet-1.0x unaligned and channel-aligned against mmdet's EfficientNet-B0
-(as exported, and with its "SAME" ``Pad`` nodes folded into the convs by
-:func:`~rexnet_det.deploy.onnx_graph.fold_pads`) and mmdet's MobileNetV2.
+:func:`deployed_backbone_rows` times ReXNet-1.0x and ReXNet-lite-1.0x
+(unaligned and channel-aligned) against mmdet's EfficientNet-B0 (as
+exported, and with its "SAME" ``Pad`` nodes folded into the convs by
+:func:`~rexnet_det.deploy.onnx_graph.fold_pads`) and mmdet's MobileNetV2
+on onnxruntime, OpenVINO and eager PyTorch (eval and fused), with achieved
+GFLOP/s against a same-run sgemm peak; :func:`comparison_table` prints it
+as one table and :func:`backbone_goals` judges issue #12's goals on it.
 Every backbone runs to its 1280-channel conv, batch 1, at a fixed input
 size. :func:`alignment_rows` compares alignment multiples,
 :func:`eager_fused_rows` the fused eager forms, :func:`ort_op_profile`
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..deploy.onnx import export_onnx
+from ..deploy.onnx import OrtRunner, export_onnx, openvino_cpu_config
 from ..deploy.onnx_graph import constant_fold, count_ops, fold_pads
 from ..models import ReXNet
 from ..models.utils import align_channels, fuse_model
@@ -69,25 +72,17 @@ def build_backbones(seed: int = 0) -> Dict[str, nn.Module]:
 
 
 def ort_runner(path: str, threads: int) -> Callable[[np.ndarray], Any]:
-    """``x -> outputs`` on onnxruntime, without spin-waiting threads."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    session = ort.InferenceSession(path, options,
-                                   providers=['CPUExecutionProvider'])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})
+    """``x -> outputs`` on onnxruntime (:func:`ort_session`)."""
+    return OrtRunner(path, threads).run_numpy
 
 
 def openvino_runner(path: str, threads: int
                     ) -> Callable[[np.ndarray], Any]:
-    """``x -> outputs`` on OpenVINO's CPU plugin in float32 (its bf16
-    default on AVX-512 changes results)."""
+    """``x -> outputs`` on OpenVINO's CPU plugin in float32, tuned for
+    latency."""
     import openvino as ov
-    compiled = ov.Core().compile_model(path, 'CPU', {
-        'INFERENCE_PRECISION_HINT': 'f32', 'INFERENCE_NUM_THREADS': threads,
-        'PERFORMANCE_HINT': 'LATENCY'})
+    compiled = ov.Core().compile_model(path, 'CPU', openvino_cpu_config(
+        threads, PERFORMANCE_HINT='LATENCY'))
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})
 

@@ -9,6 +9,8 @@ from typing import Dict
 
 import numpy as np
 
+from ..deploy.onnx import ort_session
+
 
 def ort_op_times(path: str, feed: Dict[str, np.ndarray], threads: int = 1,
                  runs: int = 20) -> Dict[str, float]:
@@ -24,15 +26,9 @@ def ort_op_times(path: str, feed: Dict[str, np.ndarray], threads: int = 1,
         threads (int): onnxruntime intra-op threads. Default: 1.
         runs (int): Profiled runs to average over. Default: 20.
     """
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    options.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = osp.join(tmp, 'ort_profile')
-        session = ort.InferenceSession(path, options,
-                                       providers=['CPUExecutionProvider'])
+        session = ort_session(path, threads,
+                              profile_prefix=osp.join(tmp, 'ort_profile'))
         for _ in range(runs):
             session.run(None, feed)
         with open(session.end_profiling()) as f:

@@ -93,8 +93,36 @@ def export_onnx(model: nn.Module, path: str,
     return path
 
 
+def ort_session(path: str, threads: int = 0,
+                profile_prefix: Optional[str] = None):
+    """An onnxruntime CPU session: `threads` intra-op threads (0 =
+    onnxruntime's default), one inter-op thread, and threads that do not
+    busy-wait (spinning threads steal the CPU from each other on a shared
+    or small machine and buy nothing at these sizes). `profile_prefix`
+    turns onnxruntime's profiler on, writing there."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(path, options,
+                                providers=['CPUExecutionProvider'])
+
+
+def openvino_cpu_config(threads: int = 0, **extra) -> dict:
+    """OpenVINO CPU plugin settings: float32 inference (its bf16 default on
+    AVX-512 CPUs moves boxes) and `threads` threads (0: its default)."""
+    config = dict(INFERENCE_PRECISION_HINT='f32', **extra)
+    if threads:
+        config['INFERENCE_NUM_THREADS'] = threads
+    return config
+
+
 class OrtRunner:
-    """An onnxruntime CPU session that takes and returns torch tensors.
+    """An onnxruntime CPU session (:func:`ort_session`) that takes and
+    returns torch tensors.
 
     Args:
         path (str): The ``.onnx`` file.
@@ -102,12 +130,7 @@ class OrtRunner:
     """
 
     def __init__(self, path: str, threads: int = 0) -> None:
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            path, options, providers=['CPUExecutionProvider'])
+        self.session = ort_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def run_numpy(self, x: np.ndarray) -> List[np.ndarray]:

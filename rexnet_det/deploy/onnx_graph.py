@@ -14,6 +14,7 @@
 """
 import os
 import tempfile
+from collections import Counter
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -166,10 +167,7 @@ def _drop_unused_initializers(graph) -> None:
 
 def count_ops(model) -> Dict[str, int]:
     """Number of nodes per op type, most frequent first."""
-    counts: Dict[str, int] = {}
-    for node in model.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    return dict(Counter(n.op_type for n in model.graph.node).most_common())
 
 
 def conv_channels(model) -> List[dict]:

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..onnx import openvino_cpu_config, ort_session
 from .metadata import DeployMeta
 from .resize import PreparedImage
 
@@ -72,16 +73,7 @@ def read_image(image: Image) -> np.ndarray:
 
 class _OrtSession:
     def __init__(self, path: str, threads: int) -> None:
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Busy-waiting threads steal the CPU from each other on a shared
-        # or small machine; it buys nothing at these sizes.
-        options.add_session_config_entry('session.intra_op.allow_spinning',
-                                         '0')
-        self.session = ort.InferenceSession(
-            path, options, providers=['CPUExecutionProvider'])
+        self.session = ort_session(path, threads)
 
     def metadata(self) -> Dict[str, str]:
         """The file's ``metadata_props``."""
@@ -95,12 +87,9 @@ class _OpenVinoSession:
     def __init__(self, path: str, threads: int) -> None:
         import openvino as ov
         core = ov.Core()
-        # f32: the CPU plugin's default on AVX-512 (bf16) moves boxes.
-        config = {'INFERENCE_PRECISION_HINT': 'f32'}
-        if threads:
-            config['INFERENCE_NUM_THREADS'] = threads
         self.model = core.read_model(path)
-        self.compiled = core.compile_model(self.model, 'CPU', config)
+        self.compiled = core.compile_model(self.model, 'CPU',
+                                           openvino_cpu_config(threads))
         self.request = self.compiled.create_infer_request()
         names = {n for o in self.compiled.outputs for n in o.get_names()}
         self.outputs = [self.compiled.output(n) for n in
