@@ -1,8 +1,11 @@
 """Bad input gets a clear error, or is handled correctly."""
+import contextlib
 import copy
 import json
+import logging
 import math
 import os
+import re
 
 import cv2
 import numpy as np
@@ -21,7 +24,8 @@ from rexnet_det.datasets import (CheckedCocoDataset, CheckedLoadImageFromFile,
                                  make_synthetic_coco)
 from rexnet_det.engine import NonFiniteLossError
 from rexnet_det.models import check_backbone_input, check_neck_channels
-from tests.fixtures.tiny_configs import CLASSES, ROOT
+from tests.conftest import load_tool
+from tests.fixtures.tiny_configs import CLASSES, ROOT, write_tiny_config
 from tests.fixtures.toy_runner import make_runner
 
 MASK_RCNN = os.path.join(
@@ -388,6 +392,175 @@ def test_images_without_annotations(coco, tmp_path):
     assert ds[0]['gt_bboxes'].shape == (0, 4)  # a negative image
     assert len(_dataset(coco, tmp_path, no_anns,
                         filter_cfg=dict(filter_empty_gt=True))) == 3
+
+
+# Boxes that mmdet drops silently (issue #19, finding 6): each edit makes
+# every box of the file one that mmdet would drop, for one reason.
+def _normalise(ann):
+    size = {i['id']: (i['width'], i['height']) for i in ann['images']}
+    for a in ann['annotations']:
+        w, h = size[a['image_id']]
+        x, y, bw, bh = a['bbox']
+        a['bbox'] = [x / w, y / h, bw / w, bh / h]
+
+
+def _zero_width(ann):
+    for a in ann['annotations']:
+        a['bbox'][2] = 0
+
+
+def _outside(ann):
+    for a in ann['annotations']:
+        a['bbox'][0] += 1000
+
+
+def _wrong_image_size(ann):  # the size of a 4x4 thumbnail, not the image
+    for i in ann['images']:
+        i['width'] = i['height'] = 4
+
+
+_OUTSIDE = 'outside the image (check the width/height the file gives the ' \
+    'image)'
+BAD_BOXES = {
+    'normalised': (_normalise, 'coordinates normalised to 0-1 (COCO boxes '
+                   'are in pixels)'),
+    'zero-width': (_zero_width, 'zero or negative width or height'),
+    'outside': (_outside, _OUTSIDE),
+    'wrong-image-size': (_wrong_image_size, _OUTSIDE),
+}
+
+
+@contextlib.contextmanager
+def _warnings():
+    """The messages logged at WARNING through mmengine's current logger."""
+    seen = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize('kind', sorted(BAD_BOXES))
+def test_dropped_boxes_stop_loading(kind, coco, tmp_path):
+    edit, reason = BAD_BOXES[kind]
+    _, ann = coco
+    total = len(ann['annotations'])
+    # all of them, except (4x4 image) those that still overlap the corner
+    dropped = total if kind != 'wrong-image-size' else sum(
+        a['bbox'][0] >= 4 or a['bbox'][1] >= 4 for a in ann['annotations'])
+    assert total >= 4 and dropped / total > 0.5
+    with pytest.raises(DatasetError) as exc:
+        _dataset(coco, tmp_path, edit)
+    message = str(exc.value)
+    assert message.startswith(
+        f'{tmp_path / "ann.json"}: {dropped} of {total} boxes '
+        f'({dropped / total:.1%}) are dropped by mmdet: {reason}: '
+        f'{dropped} (e.g. annotation id ')
+    assert 'another reason' not in message
+    assert message.endswith(
+        'That is more than max_dropped_fraction=0.05: the model would train '
+        'on (next to) no objects. COCO boxes are [x, y, width, height] in '
+        'pixels of an image as wide and high as the file says. Fix the '
+        'file, or raise max_dropped_fraction.')
+
+
+def test_dropped_boxes_are_counted_per_reason(coco, tmp_path):
+    """One box of each kind among good ones: an error over the share, a
+    warning with the same counts under it, and mmdet keeps exactly the
+    boxes the count calls good."""
+    def one_of_each(ann):
+        first = ann['annotations']
+        first[0]['bbox'] = [0.1, 0.2, 0.3, 0.4]
+        first[1]['bbox'][3] = 0
+        first[2]['bbox'][1] = -500
+        first[3]['bbox'][2] = 0.5
+        first[4]['area'] = 0
+    _, ann = coco
+    total = len(ann['annotations'])
+    assert total >= 10
+    counts = ('zero or negative width or height: 1 (e.g. annotation id '
+              f'{ann["annotations"][1]["id"]} of image ')
+    with pytest.raises(DatasetError) as exc:
+        _dataset(coco, tmp_path, one_of_each, max_dropped_fraction=0.2)
+    message = str(exc.value)
+    assert f': 5 of {total} boxes ({5 / total:.1%}) are dropped' in message
+    assert counts in message
+    for text in ('normalised to 0-1 (COCO boxes are in pixels): 1 (e.g. '
+                 'annotation id', 'outside the image (check the width/height'
+                 ' the file gives the image): 1 (e.g.', 'under 1 px wide or '
+                 "high: 1 (e.g.", "'area' <= 0: 1 (e.g.", '(64x64 px in the '
+                 'file): bbox [0.1, 0.2, 0.3, 0.4]'):
+        assert text in message
+    assert 'more than max_dropped_fraction=0.2' in message
+    with _warnings() as seen:
+        ds = _dataset(coco, tmp_path, one_of_each, max_dropped_fraction=0.5)
+    (warning, ) = [w for w in seen if 'dropped by mmdet' in w]
+    assert counts in warning
+    assert warning.endswith('(max_dropped_fraction=0.5)')
+    assert sum(len(d['instances']) for d in ds) == total - 5
+    with _warnings() as seen:  # a clean file: no warning at all
+        _dataset(coco, tmp_path)
+    assert not [w for w in seen if 'dropped by mmdet' in w]
+
+
+@pytest.mark.parametrize('value', [-0.1, 1.5, float('nan'), '0.1', None])
+def test_max_dropped_fraction_is_checked(value, coco, tmp_path):
+    with pytest.raises(ValueError, match=r'max_dropped_fraction must be a '
+                       rf'number in \[0, 1\], got {value!r}'):
+        _dataset(coco, tmp_path, max_dropped_fraction=value)
+
+
+@pytest.mark.parametrize('field, value', [('width', 0), ('height', None),
+                                          ('width', 'wide')])
+def test_image_size_and_area_must_be_numbers(field, value, coco, tmp_path):
+    def edit(ann):
+        ann['images'][1][field] = value
+    _, ann = coco
+    img = ann['images'][1]
+    size = dict(width=img['width'], height=img['height'], **{field: value})
+    with pytest.raises(DatasetError, match=re.escape(
+            f"image id {img['id']} ({img['file_name']!r}): width "
+            f"{size['width']!r} and height {size['height']!r} are not "
+            'positive numbers')):
+        _dataset(coco, tmp_path, edit)
+
+    def no_area(ann):
+        del ann['annotations'][0]['area']
+    with pytest.raises(DatasetError, match='area None is not a finite '
+                       'number'):
+        _dataset(coco, tmp_path, no_area)
+
+
+def test_training_on_dropped_boxes_stops_before_any_iteration(coco,
+                                                              tmp_path):
+    """tools/train.py on a file with normalised boxes: an error naming the
+    file, no checkpoint (it used to train on `loss: 0.0000`, exit 0)."""
+    root, ann = coco
+    data = tmp_path / 'data'
+    os.makedirs(data / 'annotations')
+    os.symlink(os.path.join(root, 'train'), data / 'train')
+    ann = copy.deepcopy(ann)
+    _normalise(ann)
+    path = data / 'annotations' / 'instances_train.json'
+    path.write_text(json.dumps(ann))
+    cfg = write_tiny_config(str(tmp_path / 'tiny.py'), 'ssdlite', str(data),
+                            max_iters=2, ckpt_interval=1)
+    work = tmp_path / 'work'
+    try:
+        with pytest.raises(DatasetError) as exc:
+            load_tool('train.py').main([cfg, '--work-dir', str(work)])
+    finally:
+        MMLogger.get_current_instance().handlers.clear()
+    total = len(ann['annotations'])
+    assert str(exc.value).startswith(
+        f'{path}: {total} of {total} boxes (100.0%) are dropped by mmdet: '
+        'coordinates normalised to 0-1')
+    assert not [n for _, _, names in os.walk(work) for n in names
+                if n.endswith('.pth')]
 
 
 @pytest.mark.parametrize('config', [DEMO, SSDLITE])

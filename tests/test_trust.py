@@ -9,7 +9,6 @@ own ``tools/test.py``). New API names are imported inside the tests, so the
 module also runs against older versions of the package.
 """
 import contextlib
-import http.server
 import json
 import os
 import os.path as osp
@@ -18,8 +17,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,6 +30,7 @@ from rexnet_det import ReXNet, ReXNetClassifier, load_pretrained
 from rexnet_det.checkpoint import (CheckpointError, CheckpointMismatchError,
                                    UnsafeCheckpointError)
 from tests.conftest import ROOT, load_tool
+from tests.fixtures.http_server import serve
 from tests.fixtures.tiny_configs import write_tiny_config
 from tests.fixtures.toy_runner import ToyModel, make_runner
 
@@ -158,29 +156,11 @@ def files(tmp_path_factory):
     return out
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope='module')
 def server(files):
     """A real HTTP server on 127.0.0.1 serving the files' folder."""
-    root = str(files['dir'])
-
-    class Handler(_QuietHandler):
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=root, **kwargs)
-
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield SimpleNamespace(url=f'http://127.0.0.1:{httpd.server_port}/',
-                          root=root)
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(str(files['dir'])) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
@@ -354,8 +334,10 @@ def test_every_route_and_scheme_loads_benign(route, scheme, files, server,
     assert len(got) > 50 and set(prefix + k for k in got) <= set(expected)
     assert all(v.equal(expected[prefix + k]) for k, v in got.items())
     if scheme != 'local':  # downloads go to the torch hub cache
-        cached = osp.join(os.environ['TORCH_HOME'], 'hub', 'checkpoints',
-                          osp.basename(path))
+        from rexnet_det.checkpoint import cached_path
+        cached = cached_path(server.url + osp.basename(path))
+        assert cached.startswith(osp.join(os.environ['TORCH_HOME'], 'hub',
+                                          'checkpoints', ''))
         assert osp.isfile(cached)
 
 
@@ -444,14 +426,12 @@ def test_mmcls_scheme_reads_through_the_hub_cache(files, tmp_path):
     torch hub cache is read from there (no network), by the safe loader."""
     from mmengine.runner.checkpoint import get_mmcls_models
 
-    from rexnet_det.checkpoint import load_checkpoint_file
+    from rexnet_det.checkpoint import cached_path, load_checkpoint_file
     url = get_mmcls_models()['resnet50']
-    cache = osp.join(os.environ['TORCH_HOME'], 'hub', 'checkpoints')
-    os.makedirs(cache)
+    cached = cached_path(url)
+    os.makedirs(osp.dirname(cached))
     path, marker = files['evil_exec_toy']
-    with open(path, 'rb') as src, \
-            open(osp.join(cache, osp.basename(url)), 'wb') as dst:
-        dst.write(src.read())
+    shutil.copy(path, cached)
     with pytest.raises(UnsafeCheckpointError, match=osp.basename(url)):
         load_checkpoint_file('mmcls://resnet50')
     assert not osp.exists(marker)

@@ -3,6 +3,8 @@
 * :mod:`.allowlist` / :mod:`.safe_load`: what a file may contain, and the
   one ``torch.load`` call;
 * :mod:`.schemes`: :func:`load_checkpoint_file`, for every mmengine scheme;
+* :mod:`.download`: downloads with a timeout, complete or nothing, cached
+  by the whole URL;
 * :mod:`.formats`: the clovaai / timm / rexnet_det layouts;
 * :mod:`.loader`: :func:`load_pretrained`, strict and layout-aware;
 * :mod:`.init`: the ``ReXNetPretrained`` initializer behind ``init_cfg``;
@@ -15,6 +17,7 @@ from .allowlist import trust_globals, trusted_globals
 from .builder import (ModelSpec, build_model, infer_spec, load_model,
                       parse_name, quiet_init_weights)
 from .coverage import check_coverage
+from .download import DownloadError, DownloadTimeoutError, cached_path
 from .formats import (FORMATS, CheckpointFormatError, convert_state_dict,
                       detect_format, to_rexnet_det)
 from .fused import fused_checkpoint, load_fused
@@ -26,7 +29,8 @@ from .schemes import hub_cache_dir, load_checkpoint_file
 __all__ = [
     'CheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError',
     'UnsafeCheckpointError', 'FORMATS', 'ModelSpec', 'StrictPretrainedInit',
-    'build_model', 'check_coverage', 'convert_state_dict', 'detect_format',
+    'DownloadError', 'DownloadTimeoutError', 'build_model', 'cached_path',
+    'check_coverage', 'convert_state_dict', 'detect_format',
     'fused_checkpoint', 'hub_cache_dir', 'infer_spec', 'load_checkpoint_file',
     'load_fused', 'load_model', 'load_pretrained', 'parse_name',
     'quiet_init_weights', 'safe_torch_load', 'to_rexnet_det',

@@ -8,7 +8,9 @@ party registers), fetches the bytes the way mmengine would, and hands them
 to :func:`~.safe_load.safe_torch_load`:
 
 * downloads go to the torch hub cache (``torch.hub.get_dir()/checkpoints``),
-  as mmengine's ``load_url`` does, and are read from there;
+  as mmengine's ``load_url`` does, under a key of the whole URL, with a
+  timeout and only when complete (:mod:`.download`), and are read from
+  there;
 * the URL tables of ``open-mmlab://``, ``mmcls://`` and ``torchvision://``
   are mmengine's;
 * ``backend_args`` reads through an mmengine file backend (S3, petrel,
@@ -26,47 +28,29 @@ import pickle
 import re
 import tempfile
 from typing import Any, Callable, Dict, Iterator, Optional, Union
-from urllib.parse import urlparse
 
 import torch
 
 from ..utils.errors import CheckpointError, UnsafeCheckpointError
 from .allowlist import allowlist, materialize
 from .coverage import tag_source
+from .download import fetch_url, hub_cache_dir
 from .safe_load import _unsafe_message, safe_torch_load
 
 Fetched = Union[str, bytes]  # a local path or the file's bytes
 _TRUE = ('1', 'y', 'yes', 'true')
 
 
-def hub_cache_dir() -> str:
-    """Where downloads go: ``<torch hub dir>/checkpoints``, as mmengine's
-    and torchvision's ``load_url``."""
-    return osp.join(torch.hub.get_dir(), 'checkpoints')
-
-
 def _download(url: str) -> str:
     from mmengine.dist import barrier, get_dist_info
-    cached = osp.join(hub_cache_dir(), osp.basename(urlparse(url).path))
     rank, world_size = get_dist_info()
-
-    def fetch() -> None:
-        if not osp.exists(cached):
-            os.makedirs(osp.dirname(cached), exist_ok=True)
-            try:
-                # writes to a temporary file and moves it into place
-                torch.hub.download_url_to_file(url, cached, progress=False)
-            except Exception as exc:
-                raise CheckpointError(f'cannot download checkpoint {url}: '
-                                      f'{type(exc).__name__}: {exc}') from None
-
     # rank 0 downloads first, the others then find the file in the cache
     if rank == 0:
-        fetch()
+        cached = fetch_url(url)
     if world_size > 1:
         barrier()
         if rank > 0:
-            fetch()
+            cached = fetch_url(url)
     return cached
 
 
@@ -224,8 +208,13 @@ def load_checkpoint_file(name: Union[str, os.PathLike],
         FileNotFoundError: A local file does not exist.
         UnsafeCheckpointError: The file would run code or build objects
             outside the allowlist. Nothing is loaded.
-        CheckpointError: Not a checkpoint, truncated, corrupt, or a download
-            failed; the message names the file.
+        DownloadTimeoutError: A download received no data for
+            ``REXNET_DET_DOWNLOAD_TIMEOUT`` seconds (default 60); nothing
+            was cached.
+        DownloadError: A download failed (HTTP error, short body); the
+            message names the URL and nothing was cached.
+        CheckpointError: Not a checkpoint, truncated or corrupt; the
+            message names the file.
     """
     name = os.fspath(name)
     prefix = scheme_of(name)
