@@ -481,7 +481,7 @@ def test_dropped_boxes_are_counted_per_reason(coco, tmp_path):
         first[4]['area'] = 0
     _, ann = coco
     total = len(ann['annotations'])
-    assert total >= 10
+    assert total >= 7
     counts = ('zero or negative width or height: 1 (e.g. annotation id '
               f'{ann["annotations"][1]["id"]} of image ')
     with pytest.raises(DatasetError) as exc:
@@ -497,10 +497,10 @@ def test_dropped_boxes_are_counted_per_reason(coco, tmp_path):
         assert text in message
     assert 'more than max_dropped_fraction=0.2' in message
     with _warnings() as seen:
-        ds = _dataset(coco, tmp_path, one_of_each, max_dropped_fraction=0.5)
+        ds = _dataset(coco, tmp_path, one_of_each, max_dropped_fraction=0.6)
     (warning, ) = [w for w in seen if 'dropped by mmdet' in w]
     assert counts in warning
-    assert warning.endswith('(max_dropped_fraction=0.5)')
+    assert warning.endswith('(max_dropped_fraction=0.6)')
     assert sum(len(d['instances']) for d in ds) == total - 5
     with _warnings() as seen:  # a clean file: no warning at all
         _dataset(coco, tmp_path)
@@ -521,7 +521,7 @@ def test_image_size_and_area_must_be_numbers(field, value, coco, tmp_path):
         ann['images'][1][field] = value
     _, ann = coco
     img = ann['images'][1]
-    size = dict(width=img['width'], height=img['height'], **{field: value})
+    size = {**dict(width=img['width'], height=img['height']), field: value}
     with pytest.raises(DatasetError, match=re.escape(
             f"image id {img['id']} ({img['file_name']!r}): width "
             f"{size['width']!r} and height {size['height']!r} are not "

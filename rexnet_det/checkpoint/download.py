@@ -19,6 +19,7 @@ name. :func:`fetch_url` instead
   name>``, so a cache entry belongs to exactly one URL and keeps a readable
   name.
 """
+import contextlib
 import hashlib
 import http.client
 import os
@@ -160,6 +161,8 @@ def fetch_url(url: str, timeout: Optional[float] = None) -> str:
     finally:
         if osp.exists(partial):
             os.remove(partial)
+            with contextlib.suppress(OSError):  # kept if another is in it
+                os.rmdir(folder)
     return cached
 
 
