@@ -13,7 +13,8 @@ overwritten on disk load as garbage weights without a word.
   compresses;
 * more data than ``MODEL_FACTOR`` times the model being loaded (plus
   ``MODEL_SLACK``), when a loader said which model that is
-  (:func:`expect_model`; our loaders and ``StrictLoadHook`` do);
+  (:func:`expect_model`, used up by the next read; our loaders and
+  ``StrictLoadHook`` do);
 * any record whose CRC-32 does not match its data. A file saved with
   ``torch.serialization.set_crc32_options(False)`` stores no CRC at all;
   it loads with a warning that its integrity cannot be checked.
@@ -51,9 +52,10 @@ def model_bytes(model: nn.Module) -> int:
 
 
 def expect_model(model: nn.Module) -> Tuple[Any, int]:
-    """Tell the reader which model the next loads fill, so a file whose data
-    far exceeds it is refused before inflating. Undo with
-    :func:`stop_expecting`; a model that no longer exists is ignored.
+    """Tell the reader which model the next load fills, so that a file
+    whose data far exceeds it is refused before inflating. The next read
+    uses the entry up; :func:`stop_expecting` drops it unused. A model that
+    no longer exists is ignored.
 
     Returns:
         The entry to pass to :func:`stop_expecting`.
@@ -64,13 +66,15 @@ def expect_model(model: nn.Module) -> Tuple[Any, int]:
 
 
 def stop_expecting(entry: Tuple[Any, int]) -> None:
-    """Undo one :func:`expect_model`."""
+    """Drop an entry of :func:`expect_model` no read has used."""
     if entry in _expected:
         _expected.remove(entry)
 
 
-def _model_budget() -> Optional[int]:
-    for ref, nbytes in reversed(_expected):
+def take_model_budget() -> Optional[int]:
+    """The newest live model's bound, used up by this read."""
+    while _expected:
+        ref, nbytes = _expected.pop()
         if ref() is not None:
             return MODEL_FACTOR * nbytes + MODEL_SLACK
     return None
@@ -80,7 +84,8 @@ def _mib(n: int) -> str:
     return f'{n / (1 << 20):.1f} MiB'
 
 
-def check_archive(f: Union[str, IO[bytes]], size: int, source: str) -> None:
+def check_archive(f: Union[str, IO[bytes]], size: int, source: str,
+                  model_cap: Optional[int] = None) -> None:
     """Refuse a zip checkpoint that would inflate too far or whose data
     fails its CRC-32 (see the module docstring).
 
@@ -89,6 +94,8 @@ def check_archive(f: Union[str, IO[bytes]], size: int, source: str) -> None:
             positioned at its start (left there).
         size (int): The file's size in bytes.
         source (str): The file's name, for messages.
+        model_cap (int, optional): Most bytes of data allowed for the model
+            being loaded (:func:`take_model_budget`). Default: no bound.
 
     Raises:
         CheckpointError: The message names the file, the record and the
@@ -98,7 +105,7 @@ def check_archive(f: Union[str, IO[bytes]], size: int, source: str) -> None:
     try:
         with zipfile.ZipFile(f) as archive:
             infos = archive.infolist()
-            _check_sizes(infos, size, source)
+            _check_sizes(infos, size, source, model_cap)
             if _has_crcs(infos, source):
                 _check_crcs(archive, infos, source)
     except zipfile.BadZipFile as exc:
@@ -112,8 +119,8 @@ def check_archive(f: Union[str, IO[bytes]], size: int, source: str) -> None:
             f.seek(position)
 
 
-def _check_sizes(infos: List[zipfile.ZipInfo], size: int,
-                 source: str) -> None:
+def _check_sizes(infos: List[zipfile.ZipInfo], size: int, source: str,
+                 model_cap: Optional[int]) -> None:
     for info in infos:
         if info.compress_type not in (zipfile.ZIP_STORED,
                                       zipfile.ZIP_DEFLATED):
@@ -134,7 +141,6 @@ def _check_sizes(infos: List[zipfile.ZipInfo], size: int,
             f'{INFLATE_RATIO}x the file size + {_mib(INFLATE_SLACK)}. torch '
             'never compresses checkpoints: this is a decompression bomb or '
             'a corrupt zip directory. Nothing was loaded.')
-    model_cap = _model_budget()
     if model_cap is not None and total > model_cap:
         raise CheckpointError(
             f'refused to load checkpoint {source}: it holds {_mib(total)} '
@@ -176,4 +182,4 @@ def is_zip(head: bytes) -> bool:
 
 
 __all__ = ['check_archive', 'expect_model', 'stop_expecting', 'model_bytes',
-           'is_zip']
+           'is_zip', 'take_model_budget']

@@ -22,7 +22,7 @@ import torch
 
 from ..utils.errors import CheckpointError, UnsafeCheckpointError
 from .allowlist import allowlist, materialize
-from .archive import check_archive, is_zip
+from .archive import check_archive, is_zip, take_model_budget
 
 Source = Union[str, os.PathLike, bytes, IO[bytes]]
 
@@ -169,6 +169,7 @@ def safe_torch_load(f: Source, map_location: Any = 'cpu',
             its size or the expected model's, or nests too deeply; the
             message says which.
     """
+    model_cap = take_model_budget()  # whatever happens to this read
     if isinstance(f, (str, os.PathLike)):
         path = os.path.expanduser(os.fspath(f))
         source = source or path
@@ -188,7 +189,7 @@ def safe_torch_load(f: Source, map_location: Any = 'cpu',
     if problem:
         raise CheckpointError(f'cannot load checkpoint {source}: it {problem}')
     if is_zip(head):
-        check_archive(opened, size, source)
+        check_archive(opened, size, source, model_cap)
     try:
         with torch.serialization.safe_globals(allowlist()):
             obj = torch.load(opened, map_location=map_location,

@@ -58,7 +58,7 @@ def storage_problem(value: Any,
         kind = type(value)
         name = kind.__name__ if kind.__module__ == 'builtins' else \
             f'{kind.__module__}.{kind.__name__}'
-        return f'a {name}, not a tensor'
+        return f'of type {name}, not a tensor'
     if value.is_meta:
         return 'a meta tensor (no data)'
     if value.layout != torch.strided:
@@ -79,7 +79,7 @@ def listed(keys: List[str]) -> str:
     """Counts per top-level module, then the first keys."""
     groups: Dict[str, int] = {}
     for key in keys:
-        top = key.split('.', 1)[0]
+        top = key.split(':', 1)[0].split('.', 1)[0]
         groups[top] = groups.get(top, 0) + 1
     counts = ', '.join(f'{top}.* {n}' for top, n in groups.items())
     more = ', ...' if len(keys) > _LISTED else ''
