@@ -123,8 +123,9 @@ def check_coverage(model: nn.Module, checkpoint: Any,
         advice.append('To load it partially on purpose, set '
                       'allow_partial_load=True in the config '
                       '(--cfg-options allow_partial_load=True)')
+    verb = 'does not cover' if report.missing else 'does not fit'
     raise CheckpointMismatchError(
-        f'{source} does not cover {type(model).__name__}: '
+        f'{source} {verb} {type(model).__name__}: '
         + ' | '.join(report.problems()) + '. Nothing was loaded.'
         + (f' Hint: {hint}.' if hint else '')
         + ''.join(f' {a}.' for a in advice))
