@@ -114,18 +114,20 @@ def check_coverage(model: nn.Module, checkpoint: Any,
     report = compare_state(model.state_dict(), state, allow_nonfinite)
     if not report or (partial and not report.garbage):
         return
-    hint = _hint(state) if report.missing else None
+    hint = _hint(state) if report.missing and not partial else None
     advice = []
     if report.nonfinite:
         advice.append('To load non-finite weights on purpose, set '
                       'allow_nonfinite_weights=True in the config')
-    if not report.garbage:
+    if not report.garbage:  # then not partial
         advice.append('To load it partially on purpose, set '
                       'allow_partial_load=True in the config '
                       '(--cfg-options allow_partial_load=True)')
-    verb = 'does not cover' if report.missing else 'does not fit'
+    verb = 'does not cover' if report.missing and not partial \
+        else 'does not fit'
     raise CheckpointMismatchError(
         f'{source} {verb} {type(model).__name__}: '
-        + ' | '.join(report.problems()) + '. Nothing was loaded.'
+        + ' | '.join(report.problems(garbage_only=partial))
+        + '. Nothing was loaded.'
         + (f' Hint: {hint}.' if hint else '')
         + ''.join(f' {a}.' for a in advice))

@@ -104,17 +104,21 @@ class StateReport:
               ('dtype mismatch', 'wrong_dtype'),
               ('non-finite values', 'nonfinite'))
 
-    def problems(self) -> List[str]:
-        """The parts of an error message, one per kind of problem."""
+    _GARBAGE = ('not_tensors', 'wrong_dtype', 'nonfinite')
+
+    def problems(self, garbage_only: bool = False) -> List[str]:
+        """The parts of an error message, one per kind of problem (only
+        those of :attr:`garbage` if `garbage_only`)."""
         return [f'{kind} ({len(keys)}): {listed(keys)}'
                 for kind, attr in self._KINDS
-                if (keys := getattr(self, attr))]
+                if (keys := getattr(self, attr)) and
+                (attr in self._GARBAGE or not garbage_only)]
 
     @property
     def garbage(self) -> bool:
         """Entries that would copy garbage or fail to copy (anything but
         keys missing on one side or shapes differing)."""
-        return bool(self.not_tensors or self.wrong_dtype or self.nonfinite)
+        return any(getattr(self, attr) for attr in self._GARBAGE)
 
     def __bool__(self) -> bool:
         return bool(self.problems())
