@@ -35,7 +35,7 @@ _FILE_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO,
                (stat.S_ISBLK, 'a device'))
 
 
-def require_regular_file(path: str, what: str = 'checkpoint') -> None:
+def require_regular_file(path: str, what: str = 'checkpoint file') -> None:
     """Raise unless `path` is an existing regular file (reading a FIFO
     would block; a directory is not a checkpoint).
 
@@ -47,7 +47,7 @@ def require_regular_file(path: str, what: str = 'checkpoint') -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise FileNotFoundError(f'{what} file not found: {path}') from None
+        raise FileNotFoundError(f'{what} not found: {path}') from None
     if stat.S_ISREG(mode):
         return
     kind = next((name for test, name in _FILE_KINDS if test(mode)),
