@@ -12,14 +12,12 @@ tensor as it was.
 import io
 import json
 import os
-import os.path as osp
 import zipfile
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from rexnet_det import ReXNet, load_pretrained
 from rexnet_det.checkpoint import (CheckpointError, CheckpointMismatchError,

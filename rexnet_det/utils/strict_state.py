@@ -149,7 +149,7 @@ def compare_state(target: Mapping[str, torch.Tensor],
         keys that can be copied.
     """
     report = StateReport()
-    for key, want in target.items():
+    for key in target:
         if key not in incoming and not (ignore_missing and
                                         ignore_missing(key)):
             report.missing.append(key)
