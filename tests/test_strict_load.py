@@ -432,3 +432,21 @@ def test_numpy_entries_are_refused_even_for_plain_loads(tmp_path):
                        match=r'f.pth holds entries that are not dense '
                        r'tensors \(1\): b\.\* 1; b: of type numpy.ndarray'):
         unwrap_state_dict(state, 'f.pth')
+
+
+def test_parent_pretrained_init_reaching_a_rexnet(toy, tmp_path):
+    """mmengine's own Pretrained init of a whole model (strict=False): the
+    ReXNet inside refuses its bad entry before anything is copied, naming
+    the file, also for a hand-made dict without torch's _metadata."""
+    from mmengine.model import BaseModule
+
+    from tests.fixtures.toy_runner import ToyModel
+    path = bad_file(tmp_path / 'parent.pth', toy['weights'], 'sparse')
+    model = ToyModel()
+    model.init_cfg = dict(type='Pretrained', checkpoint=path)
+    with pytest.raises(CheckpointMismatchError) as exc:
+        BaseModule.init_weights(model)
+    message = str(exc.value)
+    assert f"{path} does not fit ReXNet at 'backbone.'" in message
+    assert f'{KEY}: {BAD["sparse"][1]}' in message
+    assert_nothing_copied(model, toy['weights'])

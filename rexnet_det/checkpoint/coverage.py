@@ -57,7 +57,14 @@ def tag_source(checkpoint: Any, source: str) -> Any:
     for entry in meta.values():
         if isinstance(entry, dict):
             entry[SOURCE_KEY] = source
-    meta.setdefault('', {})[SOURCE_KEY] = source
+    # every module the keys name, also in a hand-made dict without
+    # _metadata (an added entry holds no 'version': the same as none)
+    for key in state:
+        parts = key.split('.')[:-1] if isinstance(key, str) else []
+        for n in range(len(parts) + 1):
+            entry = meta.setdefault('.'.join(parts[:n]), {})
+            if isinstance(entry, dict):
+                entry[SOURCE_KEY] = source
     return checkpoint
 
 
