@@ -205,6 +205,7 @@ def test_reliability_settings_everywhere(name):
     hooks = [h.type for h in cfg.custom_hooks]
     assert {'NonFiniteLossHook', 'StrictLoadHook'} <= set(hooks)
     assert cfg.allow_partial_load is False
+    assert cfg.allow_nonfinite_weights is False
     for split in ('train', 'val', 'test'):
         dataset = cfg[f'{split}_dataloader'].dataset
         if dataset.type in ('RepeatDataset', 'ClassBalancedDataset'):

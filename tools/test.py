@@ -25,6 +25,7 @@ from mmengine.dist import get_rank  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from rexnet_det.checkpoint import require_regular_file  # noqa: E402
 from rexnet_det.evaluation.coco import (evaluate_coco,  # noqa: E402
                                         format_metrics, merge_coco_results,
                                         write_results_atomic)
@@ -78,9 +79,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
                          f'{args.out!r}')
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
                            args.work_dir)
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(
-            f'checkpoint file not found: {args.checkpoint}')
+    if '://' not in args.checkpoint:
+        require_regular_file(args.checkpoint)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         vis = cfg.default_hooks.get('visualization')

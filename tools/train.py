@@ -24,6 +24,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from rexnet_det.checkpoint import require_regular_file  # noqa: E402
 from rexnet_det.models import check_neck_channels  # noqa: E402
 from rexnet_det.utils.cli import load_tool_config  # noqa: E402
 from rexnet_det.utils.dist import setup_cpu_distributed  # noqa: E402
@@ -72,9 +73,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if '://' not in args.resume and not osp.isfile(args.resume):
-            raise FileNotFoundError(
-                f'--resume checkpoint not found: {args.resume}')
+        if '://' not in args.resume:
+            require_regular_file(args.resume, '--resume checkpoint')
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg

@@ -11,10 +11,14 @@ rexnet_custom_hooks = [
     dict(type='NumClassCheckHook'),
     # stop at the first NaN/inf loss, before bad weights are saved
     dict(type='NonFiniteLossHook'),
-    # load_from / resume / test refuse checkpoints that do not cover the
-    # whole model (e.g. an ImageNet file); see allow_partial_load
+    # load_from / resume / test check every entry first and refuse
+    # checkpoints that do not cover the whole model (e.g. an ImageNet file)
+    # or hold garbage; see allow_partial_load, allow_nonfinite_weights
     dict(type='StrictLoadHook'),
 ]
 # Set True (--cfg-options allow_partial_load=True) to let load_from and
 # tools/test.py load checkpoints that miss tensors, as mmengine does.
 allow_partial_load = False
+# Set True (--cfg-options allow_nonfinite_weights=True) to let them load
+# weights holding NaN or Inf.
+allow_nonfinite_weights = False

@@ -126,7 +126,10 @@ def load_model(path_or_name: Union[str, os.PathLike]
         ValueError: It is neither a file nor a valid model name.
     """
     text = os.fspath(path_or_name)
-    if os.path.isfile(text) or '://' in text:
+    is_name = _NAME.match(text.strip().lower()) is not None
+    # a directory or FIFO goes to the loader too, which says what it is
+    if os.path.isfile(text) or '://' in text or (os.path.exists(text) and
+                                                 not is_name):
         obj = load_checkpoint_file(text)
         if is_fused_checkpoint(obj):
             model, meta = load_fused(obj, text)

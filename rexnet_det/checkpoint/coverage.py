@@ -3,22 +3,22 @@
 mmengine's ``Runner.load_checkpoint`` (``load_from``, ``resume``,
 ``tools/test.py``) loads with ``strict=False``: a backbone-only or ImageNet
 file fills the backbone, leaves neck and heads random, logs a warning and
-the run goes on, evaluating to mAP 0. :func:`check_coverage` refuses that,
-listing what is missing and, when the file is an ImageNet or backbone
-checkpoint, saying where it belongs.
+the run goes on, evaluating to mAP 0; one entry that is not a dense tensor
+is skipped with a warning. :func:`check_coverage` refuses both before
+anything is copied, listing what is missing or wrong and, when the file is
+an ImageNet or backbone checkpoint, saying where it belongs.
 """
 import re
 from collections import OrderedDict
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
 from ..models.pretrained_init import SOURCE_KEY
 from ..utils.errors import CheckpointMismatchError
+from ..utils.strict_state import compare_state
 from .formats import CheckpointFormatError, detect_format
-
-_LISTED = 10
 
 
 def source_of(checkpoint: Any, default: str = 'the checkpoint') -> str:
@@ -40,7 +40,9 @@ def tag_source(checkpoint: Any, source: str) -> Any:
     wrapped = isinstance(checkpoint, dict) and isinstance(
         checkpoint.get('state_dict'), dict)
     state = checkpoint['state_dict'] if wrapped else checkpoint
-    if not isinstance(state, dict) or not state or not all(
+    # a dict with some tensors: entries of other kinds are refused by name
+    # later, and that message needs the file's name
+    if not isinstance(state, dict) or not any(
             isinstance(v, torch.Tensor) for v in state.values()):
         return checkpoint
     if not isinstance(state, OrderedDict):
@@ -55,7 +57,14 @@ def tag_source(checkpoint: Any, source: str) -> Any:
     for entry in meta.values():
         if isinstance(entry, dict):
             entry[SOURCE_KEY] = source
-    meta.setdefault('', {})[SOURCE_KEY] = source
+    # every module the keys name, also in a hand-made dict without
+    # _metadata (an added entry holds no 'version': the same as none)
+    for key in state:
+        parts = key.split('.')[:-1] if isinstance(key, str) else []
+        for n in range(len(parts) + 1):
+            entry = meta.setdefault('.'.join(parts[:n]), {})
+            if isinstance(entry, dict):
+                entry[SOURCE_KEY] = source
     return checkpoint
 
 
@@ -77,32 +86,11 @@ def _hint(state: dict) -> Optional[str]:
     return None
 
 
-def _listed(keys: List[str]) -> str:
-    """Counts per top-level module, then the first keys."""
-    groups: dict = {}
-    for key in keys:
-        top = key.split('.', 1)[0]
-        groups[top] = groups.get(top, 0) + 1
-    counts = ', '.join(f'{top}.* {n}' for top, n in groups.items())
-    more = ', ...' if len(keys) > _LISTED else ''
-    return f'{counts}; ' + ', '.join(keys[:_LISTED]) + more
-
-
-def key_problems(missing: List[str], unexpected: List[str],
-                 mismatched: List[str]) -> List[str]:
-    """The parts of a load error, one per kind of problem (empty: none)."""
-    problems = []
-    for kind, keys in (('missing keys', missing),
-                       ('unexpected keys', unexpected),
-                       ('shape mismatch', mismatched)):
-        if keys:
-            problems.append(f'{kind} ({len(keys)}): {_listed(keys)}')
-    return problems
-
-
 def check_coverage(model: nn.Module, checkpoint: Any,
-                   source: Optional[str] = None) -> None:
-    """Raise unless `checkpoint` holds exactly the tensors of `model`.
+                   source: Optional[str] = None, partial: bool = False,
+                   allow_nonfinite: bool = False) -> None:
+    """Raise unless every entry of `checkpoint` fits `model` and together
+    they cover it (:func:`~rexnet_det.utils.strict_state.compare_state`).
 
     Args:
         model (nn.Module): The model about to be filled (unwrapped).
@@ -110,11 +98,18 @@ def check_coverage(model: nn.Module, checkpoint: Any,
             plain state dict). A DDP ``module.`` prefix is ignored.
         source (str, optional): The file, for the message. Default: what
             our loader recorded in the checkpoint.
+        partial (bool): Tolerate missing and unexpected keys and other
+            shapes (mmengine skips those); entries that would copy garbage
+            or fail to copy are still refused. Default: False.
+        allow_nonfinite (bool): Let NaN / Inf weights through.
+            Default: False.
 
     Raises:
-        CheckpointMismatchError: Keys are missing or unexpected, or shapes
-            differ. The message lists them and hints at ``init_cfg`` for
-            ImageNet / backbone-only files.
+        CheckpointMismatchError: Keys are missing or unexpected, shapes or
+            dtype classes differ, an entry is not a dense tensor, or a
+            value is NaN / Inf. The message lists them and hints at
+            ``init_cfg`` for ImageNet / backbone-only files. Nothing was
+            loaded.
     """
     source = source or source_of(checkpoint)
     state = checkpoint.get('state_dict', checkpoint) if isinstance(
@@ -123,20 +118,23 @@ def check_coverage(model: nn.Module, checkpoint: Any,
         raise CheckpointMismatchError(f'{source} holds no state dict (got '
                                       f'{type(state).__name__})')
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-    target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model '
-                  f'{tuple(target[k].shape)}' for k, v in state.items()
-                  if k in target and hasattr(v, 'shape') and
-                  tuple(v.shape) != tuple(target[k].shape)]
-    problems = key_problems(missing, unexpected, mismatched)
-    if not problems:
+    report = compare_state(model.state_dict(), state, allow_nonfinite)
+    if not report or (partial and not report.garbage):
         return
-    hint = _hint(state)
+    hint = _hint(state) if report.missing and not partial else None
+    advice = []
+    if report.nonfinite:
+        advice.append('To load non-finite weights on purpose, set '
+                      'allow_nonfinite_weights=True in the config')
+    if not report.garbage:  # then not partial
+        advice.append('To load it partially on purpose, set '
+                      'allow_partial_load=True in the config '
+                      '(--cfg-options allow_partial_load=True)')
+    verb = 'does not cover' if report.missing and not partial \
+        else 'does not fit'
     raise CheckpointMismatchError(
-        f'{source} does not cover {type(model).__name__}: '
-        + ' | '.join(problems) + '. Nothing was loaded.'
+        f'{source} {verb} {type(model).__name__}: '
+        + ' | '.join(report.problems(garbage_only=partial))
+        + '. Nothing was loaded.'
         + (f' Hint: {hint}.' if hint else '')
-        + ' To load it partially on purpose, set allow_partial_load=True in '
-        'the config (--cfg-options allow_partial_load=True).')
+        + ''.join(f' {a}.' for a in advice))

@@ -12,7 +12,8 @@ import torch.nn as nn
 from ..models import ReXNet, ReXNetClassifier
 from ..models.utils.align import is_aligned
 from ..models.utils.fuse import FUSED_ATTR, fuse_model, is_fused
-from ..utils.errors import CheckpointError
+from ..utils.errors import CheckpointError, CheckpointMismatchError
+from ..utils.strict_state import compare_state, copy_state
 from .schemes import load_checkpoint_file
 
 
@@ -64,6 +65,9 @@ def load_fused(checkpoint: Union[str, dict],
 
     Raises:
         CheckpointError: The file is not a fused checkpoint.
+        CheckpointMismatchError: Its state dict does not fit the model its
+            meta describes (:func:`~rexnet_det.utils.strict_state.
+            compare_state`); nothing was loaded.
     """
     if isinstance(checkpoint, str):
         source = checkpoint
@@ -83,5 +87,14 @@ def load_fused(checkpoint: Union[str, dict],
                        depth_mult=meta['depth_mult'], arch=meta['arch'],
                        out_indices=tuple(meta['out_indices']))
     fuse_model(model.eval(), channels_last=meta['channels_last'])
-    model.load_state_dict(checkpoint['state_dict'], strict=True)
+    state = checkpoint.get('state_dict')
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{source} holds no state dict')
+    target = model.state_dict()
+    report = compare_state(target, state)
+    if report:
+        raise CheckpointMismatchError(
+            f'{source} does not fit the fused model it describes: '
+            + ' | '.join(report.problems()) + '. Nothing was loaded.')
+    copy_state(target, state, report.fits)
     return model, meta

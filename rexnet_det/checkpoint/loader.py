@@ -10,7 +10,9 @@ import torch.nn as nn
 from ..models import ReXNet, ReXNetClassifier
 from ..models.variants import describe_state
 from ..utils.errors import CheckpointError, CheckpointMismatchError
-from .coverage import key_problems
+from ..utils.strict_state import (compare_state, copy_state, listed,
+                                  storage_problem)
+from .archive import expect_model, stop_expecting
 from .formats import StateDict, to_rexnet_det
 from .schemes import load_checkpoint_file
 
@@ -20,16 +22,27 @@ def unwrap_state_dict(obj: Any, source: str = 'checkpoint') -> StateDict:
 
     Accepts a plain state dict, mmengine's ``{'state_dict': ...}``, or
     ``{'model': ...}``; strips a DDP ``module.`` prefix.
+
+    Raises:
+        CheckpointError: No dict of tensors is found.
+        CheckpointMismatchError: Some entries are not dense tensors with
+            data (a numpy array, number, string, None, a meta or sparse
+            tensor); the message names them.
     """
     if isinstance(obj, dict):
         for key in ('state_dict', 'model'):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not obj or not all(
+    if not isinstance(obj, dict) or not any(
             isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f'{source}: no state dict of tensors found '
                               f'(got {type(obj).__name__})')
+    bad = [f'{k}: {p}' for k, v in obj.items() if (p := storage_problem(v))]
+    if bad:
+        raise CheckpointMismatchError(
+            f'{source} holds entries that are not dense tensors '
+            f'({len(bad)}): {listed(bad)}. Nothing was loaded.')
     if all(k.startswith('module.') for k in obj):
         obj = OrderedDict((k[len('module.'):], v) for k, v in obj.items())
     return obj
@@ -40,7 +53,8 @@ def load_pretrained(model: nn.Module,
                     strict: bool = True,
                     prefix: Optional[str] = None,
                     map_location: Any = 'cpu',
-                    backend_args: Optional[dict] = None) -> Dict[str, Any]:
+                    backend_args: Optional[dict] = None,
+                    allow_nonfinite: bool = False) -> Dict[str, Any]:
     """Load a ReXNet checkpoint of any supported layout into `model`.
 
     The layout is detected (official clovaai file, timm file, this package's
@@ -62,6 +76,8 @@ def load_pretrained(model: nn.Module,
         map_location: Passed to ``torch.load``. Default: ``'cpu'``.
         backend_args (dict, optional): mmengine file backend to read the
             file through. Default: None.
+        allow_nonfinite (bool): Load NaN / Inf values too (refused by
+            default, whatever `strict`). Default: False.
 
     Returns:
         dict: ``format`` (detected layout), ``loaded`` (model keys filled),
@@ -71,15 +87,26 @@ def load_pretrained(model: nn.Module,
 
     Raises:
         CheckpointMismatchError: On any mismatch when ``strict`` (the message
-            lists the keys, or names both variants for another width/arch).
+            lists the keys, or names both variants for another width/arch);
+            whatever `strict`, on entries that are not dense tensors, of
+            another dtype class (an int64 or complex tensor for a float
+            weight) or, unless `allow_nonfinite`, holding NaN / Inf. Every
+            entry is checked before any is copied: on error nothing was
+            loaded.
     """
     if not isinstance(model, (ReXNet, ReXNetClassifier)):
         raise TypeError('model must be a ReXNet or ReXNetClassifier, got '
                         f'{type(model).__name__}')
     is_path = isinstance(checkpoint, (str, os.PathLike))
     source = os.fspath(checkpoint) if is_path else 'state dict'
-    obj = load_checkpoint_file(source, map_location, backend_args) \
-        if is_path else checkpoint
+    if is_path:
+        expected = expect_model(model)
+        try:
+            obj = load_checkpoint_file(source, map_location, backend_args)
+        finally:
+            stop_expecting(expected)
+    else:
+        obj = checkpoint
     state = unwrap_state_dict(obj, source)
     if prefix and not prefix.endswith('.'):
         prefix += '.'
@@ -116,33 +143,31 @@ def load_pretrained(model: nn.Module,
             return backbone.pen is None
         return int(m[3]) >= num_built
 
-    missing = [k for k in target if k not in incoming and
-               not k.endswith('num_batches_tracked')]
+    # entries that do not fit are named as in the file
+    file_keys = {id(v): k for k, v in state.items()}
+    report = compare_state(
+        target, incoming, allow_nonfinite,
+        ignore_missing=lambda k: k.endswith('num_batches_tracked'),
+        ignore_unexpected=is_unbuilt,
+        name=lambda k: (f'{prefix or ""}{file_keys[id(incoming[k])]}'
+                        if id(incoming[k]) in file_keys else k))
     skipped = [k for k in incoming if k not in target and is_unbuilt(k)]
-    unexpected = [k for k in incoming if k not in target and
-                  not is_unbuilt(k)]
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model '
-                  f'{tuple(target[k].shape)}' for k, v in incoming.items()
-                  if k in target and v.shape != target[k].shape]
-
-    if strict and mismatched:
+    if strict and report.mismatched:
         ckpt_name = describe_state(canonical)
         if ckpt_name != backbone.arch_spec.name:
             raise CheckpointMismatchError(
                 f'{source} holds {ckpt_name}, but the model is '
                 f'{backbone.arch_spec.name}; build the model with the '
                 "checkpoint's width_mult/arch or pick the matching file")
-    problems = key_problems(missing, unexpected, mismatched)
-    if strict and problems:
+    if (strict and report) or report.garbage:
+        advice = (' To load non-finite weights on purpose, pass '
+                  'allow_nonfinite=True.' if report.nonfinite else '')
         raise CheckpointMismatchError(
             f'{source} ({fmt} layout) does not fit {type(model).__name__} '
-            f'({backbone.arch_spec.name}): ' + ' | '.join(problems))
-
-    loaded = []
-    with torch.no_grad():
-        for key, value in incoming.items():
-            if key in target and value.shape == target[key].shape:
-                target[key].copy_(value)
-                loaded.append(key)
-    return dict(format=fmt, loaded=loaded, skipped=skipped, missing=missing,
-                unexpected=unexpected, mismatched=mismatched)
+            f'({backbone.arch_spec.name}): '
+            + ' | '.join(report.problems()) + '. Nothing was loaded.'
+            + advice)
+    copy_state(target, incoming, report.fits)
+    return dict(format=fmt, loaded=report.fits, skipped=skipped,
+                missing=report.missing, unexpected=report.unexpected,
+                mismatched=report.mismatched)

@@ -12,8 +12,10 @@ initializer through the registry and never imports the checkpoint floor.
 from typing import List
 
 from mmengine.model import BaseModule, PretrainedInit, initialize
+from torch import Tensor
 
 from ..utils.errors import CheckpointMismatchError
+from ..utils.strict_state import compare_state
 from .variants import describe_state
 
 #: Key our loader adds to a state dict's ``_metadata`` entries so that load
@@ -42,10 +44,13 @@ class StrictPretrainedMixin:
     """Mixin for :class:`BaseModule` subclasses (put it first in the bases).
 
     A backbone using it also refuses, before copying anything, a state dict
-    whose tensors for it have other shapes (another width or arch), even
-    when it is loaded with ``strict=False`` as mmengine's own ``Pretrained``
-    init of a whole detector does: otherwise the tensors that happen to fit
-    would load and the rest would keep their random init.
+    whose entries for it do not fit
+    (:func:`~rexnet_det.utils.strict_state.compare_state`: other shapes,
+    as from another width or arch, other dtype classes, or entries that are
+    not dense tensors), even when it is loaded with ``strict=False`` as
+    mmengine's own ``Pretrained`` init of a whole detector does: otherwise
+    the tensors that happen to fit would load and the rest would keep their
+    random init. Keys missing here are left to the caller's ``strict``.
     """
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
@@ -54,24 +59,24 @@ class StrictPretrainedMixin:
         # A wrapper (the classifier) leaves the check to its ReXNet, so a
         # head of another num_classes can still be skipped as usual.
         own = {} if hasattr(self, 'backbone') else self.state_dict()
-        mismatched = [
-            f'{prefix}{k}: checkpoint {tuple(state_dict[prefix + k].shape)}'
-            f' vs model {tuple(v.shape)}' for k, v in own.items()
-            if prefix + k in state_dict and
-            state_dict[prefix + k].shape != v.shape
-        ]
-        if mismatched:
-            held = describe_state({
-                'backbone.' + k[len(prefix):]: v
-                for k, v in state_dict.items() if k.startswith(prefix)
-            })
+        report = compare_state(
+            own, {k[len(prefix):]: v for k, v in state_dict.items()
+                  if k.startswith(prefix) and k[len(prefix):] in own},
+            allow_nonfinite=True,  # values are the caller's concern
+            ignore_missing=lambda k: True, name=lambda k: prefix + k)
+        if report:
             source = (local_metadata or {}).get(SOURCE_KEY, 'the checkpoint')
+            held = ''
+            if report.mismatched:
+                held = ' it holds ' + describe_state({
+                    'backbone.' + k[len(prefix):]: v
+                    for k, v in state_dict.items()
+                    if k.startswith(prefix) and isinstance(v, Tensor)
+                }) + '.'
             raise CheckpointMismatchError(
                 f'{source} does not fit {type(self).__name__} at '
-                f"'{prefix}' ({self.arch_spec.name}); it holds {held}. "
-                f'Nothing was loaded. Shape mismatch ({len(mismatched)}): '
-                f'{"; ".join(mismatched[:3])}'
-                f'{"; ..." if len(mismatched) > 3 else ""}')
+                f"'{prefix}' ({self.arch_spec.name});{held} Nothing was "
+                'loaded. ' + ' | '.join(report.problems()))
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
