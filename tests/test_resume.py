@@ -275,11 +275,15 @@ OTHER_SCHEDULES = {
               'checkpoint 2 schedulers'),
     'swapped': ([MULTISTEP, LINEAR],
                 "param_scheduler[0] (MultiStepLR): the checkpoint's scheduler"
-                " 0 has ['end_factor', 'start_factor'] and lacks ['gamma', "
-                "'milestones']: another scheduler type"),
-    'parameter': ([LINEAR, dict(MULTISTEP, type='MultiStepMomentum')],
-                  "param_scheduler[1] (MultiStepMomentum): param_name 'lr' "
-                  "in the checkpoint, 'momentum' in the config"),
+                " 0 has ['end_factor', 'start_factor', 'total_iters'] and "
+                "lacks ['gamma', 'milestones']: another scheduler type"),
+    'momentum': ([LINEAR, dict(MULTISTEP, type='MultiStepMomentum')],
+                 "param_scheduler[1] (MultiStepMomentum): the checkpoint's "
+                 "scheduler 1 lacks ['use_betas']: another scheduler type"),
+    'parameter': ([dict(LINEAR, type='LinearParamScheduler',
+                        param_name='weight_decay'), MULTISTEP],
+                  "param_scheduler[0] (LinearParamScheduler): param_name "
+                  "'lr' in the checkpoint, 'weight_decay' in the config"),
     'none': ([], 'param_scheduler: the config has [] (0), the checkpoint 2 '
              'schedulers'),
 }
@@ -325,7 +329,9 @@ def test_resume_takes_changed_settings_from_the_config(toy_checkpoints,
         'checkpoint has Counter({3: 1}))']
     multistep = runner.param_schedulers[1]
     assert multistep.milestones == {5: 1} and multistep.end == 6
-    assert multistep.last_step == 2 and runner.iter == 2
+    saved = safe_torch_load(ckpt)['param_schedulers'][1]
+    assert saved['end'] == 2 and saved['last_step'] >= 1
+    assert multistep.last_step == saved['last_step'] and runner.iter == 2
     assert _lr(runner) == pytest.approx(0.01)
     runner.logger.handlers.clear()
 
@@ -356,7 +362,7 @@ def test_resume_reset_schedule_starts_the_config_schedule(toy_checkpoints,
     moved = [(a - b).abs().max().item() for a, b in zip(
         runner.model.state_dict().values(), fresh.model.state_dict().values())
              if a.is_floating_point()]
-    assert len(moved) > 50 and max(moved) > 1e-6
+    assert len(moved) > 20 and max(moved) > 1e-6
     fresh.logger.handlers.clear()
 
 
@@ -373,8 +379,8 @@ def test_resume_refuses_another_optimizer_type(toy_checkpoints, tmp_path):
     message = str(exc.value)
     assert (f'cannot resume from {ckpt}: its training state does not fit '
             "the config: optim_wrapper (SGD): the checkpoint's optimizer "
-            "state (param group 0) lacks ['dampening', 'momentum', "
-            "'nesterov'] and has ['amsgrad', 'betas'") in message
+            "state (param group 0) lacks ['dampening', 'momentum'] and has "
+            "['amsgrad', 'betas'") in message  # SGD fills in nesterov
     assert 'written by another optimizer type' in message
     assert 'resume_reset_optimizer=True (tools/train.py ' \
         '--resume-reset-optimizer' in message
@@ -387,7 +393,7 @@ def test_resume_refuses_another_optimizer_type(toy_checkpoints, tmp_path):
     runner.train()
     assert runner.iter == 3 and runner.param_schedulers[0].last_step == 1
     state = runner.optim_wrapper.optimizer.state_dict()['state']
-    assert len(state) > 50 and all('momentum_buffer' in s
+    assert len(state) > 20 and all('momentum_buffer' in s
                                    for s in state.values())
     runner.logger.handlers.clear()
 
@@ -425,7 +431,13 @@ def test_resume_drops_hub_paths_mmengine_would_delete(toy_checkpoints,
     path = str(tmp_path / 'crafted.pth')
     torch.save(ckpt, path)
     runner = make_runner(str(tmp_path / 'work'), load_from=path, resume=True)
-    runner.load_or_resume()
+    with LogLines(runner.logger) as lines:
+        runner.load_or_resume()
+    assert [line for line in lines if 'ignored message_hub' in line] == [
+        f'{path}: ignored message_hub.runtime_info {entry}: mmengine deletes '
+        'the checkpoints it names, and it is not a checkpoint of this run'
+        for entry in (f'best_ckpt={str(victim)!r}',
+                      "keep_ckpt_ids=['../../victim']")]
     hub = runner.message_hub.runtime_info
     assert 'best_ckpt' not in hub and 'keep_ckpt_ids' not in hub
     assert hub['best_ckpt_coco/bbox_mAP'] == str(tmp_path / 'work' /

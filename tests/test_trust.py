@@ -934,20 +934,23 @@ def test_config_text_that_is_not_data_is_flagged(kind):
     assert reason in line
 
 
-def test_config_dumps_read_as_plain_data():
-    """What mmengine writes into checkpoints reads as data (so benign files
-    log at INFO), with the values mmengine would have built."""
+def test_config_dumps_read_as_plain_data(detector_run):
+    """What mmengine writes into a checkpoint reads as data (so benign files
+    log at INFO), with the values mmengine's own reading gives."""
     from mmengine.config import Config
 
     from rexnet_det.checkpoint.config_text import (defuse_config_texts,
                                                    read_config_text)
-    for name in ('ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py',
-                 'mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_ms-3x_coco.py'):
-        cfg = Config.fromfile(osp.join(ROOT, 'configs', name))
-        assert read_config_text(cfg.pretty_text) == cfg.to_dict(), name
-        ckpt = dict(meta=dict(cfg=cfg.pretty_text))
-        assert defuse_config_texts(ckpt, 'a.pth') == (
-            logging.INFO, NOT_USED.format('a.pth', 'meta.cfg'))
+    ckpt = torch.load(detector_run.real, weights_only=False)
+    text = ckpt['meta']['cfg']
+    assert text == ckpt['message_hub']['runtime_info']['cfg']
+    data = read_config_text(text)
+    assert data['model']['backbone']['type'] == 'ReXNet'
+    assert data == Config.fromstring(text, file_format='.py').to_dict()
+    assert defuse_config_texts(ckpt, 'a.pth') == (
+        logging.INFO, NOT_USED.format('a.pth', ', '.join(FIELDS[1:])))
+    assert 'cfg' not in ckpt['meta']
+    assert 'cfg' not in ckpt['message_hub']['runtime_info']
 
 
 # ------------------------------------------------------- trusted opt-in

@@ -46,11 +46,11 @@ from ..utils.errors import CheckpointError, CheckpointMismatchError
 RESET_SCHEDULE = 'resume_reset_schedule'
 RESET_OPTIMIZER = 'resume_reset_optimizer'
 # Scheduler state that changes while training (everything else is a
-# setting from the config): mmengine's _ParamScheduler and ReduceOnPlateau.
+# setting from the config), read from every scheduler mmengine and mmdet
+# register: mmengine's _ParamScheduler and ReduceOnPlateau.
 PROGRESS = frozenset({
-    'last_step', '_global_step', '_last_value', 'base_values',
-    '_get_value_called_within_step', 'best', 'num_bad_epochs',
-    'cooldown_counter', 'min_values', 'last_epoch'
+    'last_step', '_global_step', '_last_value', 'base_values', 'best',
+    'num_bad_epochs', 'cooldown_counter'
 })
 # scheduler settings that make it another schedule, not a changed one
 STRUCTURAL = ('param_name', 'by_epoch')
@@ -177,10 +177,12 @@ def reconcile_schedulers(schedulers: Optional[list], saved: Any,
         where = f'{label}[{index}] ({names[index]})'
         current = scheduler.state_dict()
         if set(current) != set(state):
-            return (f'{where}: the checkpoint\'s scheduler {index} has '
-                    f'{sorted(set(state) - set(current))} and lacks '
-                    f'{sorted(set(current) - set(state))}: another '
-                    'scheduler type'), []
+            has, lacks = set(state) - set(current), set(current) - set(state)
+            differ = ' and '.join(
+                [f'has {sorted(has)}'] * bool(has) +
+                [f'lacks {sorted(lacks)}'] * bool(lacks))
+            return (f'{where}: the checkpoint\'s scheduler {index} {differ}'
+                    ': another scheduler type'), []
         for key in STRUCTURAL:
             if not _same(current.get(key), state.get(key)):
                 return (f'{where}: {key} {state.get(key)!r} in the '
