@@ -444,3 +444,16 @@ def test_resume_drops_hub_paths_mmengine_would_delete(toy_checkpoints,
                                                  'best.pth')
     assert runner.iter == 2 and (victim / 'data.txt').read_text() == 'keep'
     runner.logger.handlers.clear()
+
+
+def test_train_tool_reset_flags(shapes, toy_checkpoints, tmp_path):
+    from tests.conftest import load_tool
+    tool = load_tool('train.py')
+    cfg = write_tiny_config(str(tmp_path / 'tiny.py'), 'ssdlite', shapes)
+    built = tool.build_cfg(tool.parse_args(
+        [cfg, '--resume', toy_checkpoints['sgd'], '--resume-reset-schedule']))
+    assert built.resume_reset_schedule is True and built.resume is True
+    assert 'resume_reset_optimizer' not in built
+    with pytest.raises(ValueError, match='--resume-reset-schedule/'
+                       '--resume-reset-optimizer need --resume'):
+        tool.build_cfg(tool.parse_args([cfg, '--resume-reset-optimizer']))
