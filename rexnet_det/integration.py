@@ -60,7 +60,6 @@ fails under torch >= 2.6, remote checkpoints can run code, and so can the
 config text of any checkpoint on resume), or call :func:`uninstall` to
 restore mmengine's loaders and ``Runner.resume``.
 """
-import logging
 import os
 from typing import Any, Callable, Dict, Optional
 
