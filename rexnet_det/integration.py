@@ -23,7 +23,26 @@ others:
    Routes covered: ``load_from``, ``resume``, ``tools/test.py``,
    ``mmengine.runner.load_checkpoint``, ``init_cfg=dict(type='Pretrained')``
    of any module.
-2. **``rexnet_det::`` config bases resolve.** ``rexnet_det`` is added to
+2. **Config text in a checkpoint is never run or built.** The same
+   loaders pass what they load through
+   :func:`rexnet_det.checkpoint.config_text.defuse_config_texts`, which
+   removes ``meta['config']``, ``meta['cfg']`` and
+   ``message_hub['runtime_info']['cfg']`` from the loaded dict and logs one
+   line naming the file (a warning when the text is not plain data). Why:
+   ``Runner.resume`` and ``FlexibleRunner.resume`` pass ``meta['config']``
+   to ``Config.fromstring``, which executes it, and mmengine's
+   ``BaseInferencer`` (so mmdet's ``DetInferencer(model=None,
+   weights=...)``) does the same with the ``cfg`` texts, then builds what
+   they name (``type='os.system'`` is a call).
+3. **Resume checks the training state first.** ``Runner.resume`` runs with
+   :class:`rexnet_det.engine.resume_check.ResumeCheckHook` first among its
+   hooks, which refuses, by name, a file without training state and
+   optimizer or scheduler state that does not fit the config (mmengine
+   raises a bare ``KeyError`` or resumes the wrong learning rate), unless
+   the config sets ``resume_reset_schedule`` / ``resume_reset_optimizer``;
+   it also drops message-hub paths that mmengine's ``CheckpointHook``
+   would delete outside the run's folders.
+4. **``rexnet_det::`` config bases resolve.** ``rexnet_det`` is added to
    ``mmengine.config.utils.MODULE2PACKAGE`` and mmengine's
    ``get_installed_path`` finds this package's own folder (an editable
    install puts none in site-packages), so other projects can write
@@ -37,8 +56,9 @@ registries.
 
 :func:`install` is idempotent. Set ``REXNET_DET_MMENGINE_INTEGRATION=0``
 before the import to skip it (mmengine then behaves as shipped: resume
-fails under torch >= 2.6 and remote checkpoints can run code), or call
-:func:`uninstall` to restore mmengine's loaders.
+fails under torch >= 2.6, remote checkpoints can run code, and so can the
+config text of any checkpoint on resume), or call :func:`uninstall` to
+restore mmengine's loaders and ``Runner.resume``.
 """
 import os
 from typing import Any, Callable, Dict, Optional
@@ -50,12 +70,25 @@ ENV_SWITCH = 'REXNET_DET_MMENGINE_INTEGRATION'
 _saved: Dict[str, Any] = {}
 
 
-def _safe_scheme_loader(prefix: str) -> Callable:
+def _load_data(filename: str, map_location: Any = None,
+               logger: Any = 'current') -> Any:
+    """The checkpoint as data: safely unpickled, config texts removed."""
+    from mmengine.logging import print_log
+
     from .checkpoint import load_checkpoint_file
+    from .checkpoint.config_text import defuse_config_texts
+    checkpoint = load_checkpoint_file(filename, map_location)
+    note = defuse_config_texts(checkpoint, str(filename))
+    if note:
+        print_log(note[1], logger=logger, level=note[0])
+    return checkpoint
+
+
+def _safe_scheme_loader(prefix: str) -> Callable:
 
     def load_from_rexnet_det_safe(filename: str,
                                   map_location: Optional[Any] = None) -> Any:
-        return load_checkpoint_file(filename, map_location)
+        return _load_data(filename, map_location)
 
     load_from_rexnet_det_safe.rexnet_det_prefix = prefix
     return load_from_rexnet_det_safe
@@ -65,11 +98,27 @@ def _load_checkpoint(cls, filename: str, map_location: Any = None,
                      logger: str = 'current') -> Any:
     """Replaces ``CheckpointLoader.load_checkpoint``."""
     from mmengine.logging import print_log
-
-    from .checkpoint import load_checkpoint_file
     print_log(f'Loads checkpoint safely (weights_only, rexnet_det) from '
               f'path: {filename}', logger=logger)
-    return load_checkpoint_file(filename, map_location)
+    # mmengine passes logger=None (print); the note belongs in the run's log
+    return _load_data(filename, map_location, logger or 'current')
+
+
+def _resume(self, filename: str, resume_optimizer: bool = True,
+            resume_param_scheduler: bool = True,
+            map_location: Any = 'default') -> None:
+    """Replaces ``Runner.resume``: mmengine's, with a
+    :class:`~rexnet_det.engine.resume_check.ResumeCheckHook` first among
+    the hooks while it runs."""
+    from .engine.resume_check import ResumeCheckHook
+    hook = ResumeCheckHook(filename, resume_optimizer,
+                           resume_param_scheduler)
+    self.hooks.insert(0, hook)  # the runner's own list
+    try:
+        _saved['resume'](self, filename, resume_optimizer,
+                         resume_param_scheduler, map_location)
+    finally:
+        self.hooks.remove(hook)
 
 
 def _installed_path(package: str) -> str:
@@ -95,11 +144,13 @@ def install() -> bool:
         return True
     import mmengine.config.config as mmengine_config
     from mmengine.config.utils import MODULE2PACKAGE
+    from mmengine.runner import Runner
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from .checkpoint.schemes import ORIGINAL_LOADERS
 
     _saved['schemes'] = dict(CheckpointLoader._schemes)
+    _saved['resume'] = Runner.__dict__['resume']
     _saved['load_checkpoint'] = CheckpointLoader.__dict__['load_checkpoint']
     _saved['get_installed_path'] = mmengine_config.get_installed_path
     ORIGINAL_LOADERS.update(_saved['schemes'])
@@ -109,6 +160,7 @@ def install() -> bool:
     CheckpointLoader.load_checkpoint = classmethod(_load_checkpoint)
     MODULE2PACKAGE.setdefault(CONFIG_SCOPE, CONFIG_SCOPE)
     mmengine_config.get_installed_path = _installed_path
+    Runner.resume = _resume
     return True
 
 
@@ -117,10 +169,12 @@ def uninstall() -> None:
     if not _saved:
         return
     import mmengine.config.config as mmengine_config
+    from mmengine.runner import Runner
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from .checkpoint.schemes import ORIGINAL_LOADERS
     CheckpointLoader._schemes = _saved['schemes']
+    Runner.resume = _saved['resume']
     CheckpointLoader.load_checkpoint = _saved['load_checkpoint']
     mmengine_config.get_installed_path = _saved['get_installed_path']
     ORIGINAL_LOADERS.clear()

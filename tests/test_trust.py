@@ -10,6 +10,7 @@ module also runs against older versions of the package.
 """
 import contextlib
 import json
+import logging
 import os
 import os.path as osp
 import pickle
@@ -31,6 +32,7 @@ from rexnet_det.checkpoint import (CheckpointError, CheckpointMismatchError,
                                    UnsafeCheckpointError)
 from tests.conftest import ROOT, load_tool
 from tests.fixtures.http_server import serve
+from tests.fixtures.logs import LogLines
 from tests.fixtures.tiny_configs import write_tiny_config
 from tests.fixtures.toy_runner import ToyModel, make_runner
 
@@ -732,6 +734,203 @@ def test_every_optimizer_resumes(tmp_path):
                         (name, key)
                 else:
                     assert loaded['state'][index][key] == value, (name, key)
+
+
+# --------------------------------------- config text stored in checkpoints
+# mmengine turns checkpoint text back into a Config with Config.fromstring,
+# which executes it: Runner.resume with meta['config'], BaseInferencer (so
+# DetInferencer(model=None, weights=...)) with the `cfg` texts.
+def config_payload(marker):
+    """Config text that writes `marker` if it is ever run."""
+    return (f'import os\nopen({marker!r}, "w").write("pwned")\n'
+            "model = dict(type='ToyModel')\n")
+
+
+def with_config_text(src, dst, text, fields):
+    """A copy of checkpoint `src` with `text` at each of `fields`."""
+    ckpt = torch.load(src, weights_only=False)
+    for field in fields:
+        parent = ckpt
+        for key in field[:-1]:
+            parent = parent.setdefault(key, {})
+        parent[field[-1]] = text
+    torch.save(ckpt, dst)
+    return str(dst)
+
+
+def test_config_text_payload_is_live(tmp_path):
+    """mmengine's Config.fromstring runs it: the tests below mean
+    something."""
+    from mmengine.config import Config
+    marker = tmp_path / 'pwned'
+    Config.fromstring(config_payload(str(marker)), file_format='.py')
+    assert marker.read_text() == 'pwned'
+
+
+FIELDS = ('meta.config', 'meta.cfg', 'message_hub.runtime_info.cfg')
+NOT_USED = ('{}: not using the config text in {}: a checkpoint\'s config is '
+            'never built or run (give the config file, e.g. '
+            'DetInferencer(model=CONFIG, weights=...))')
+
+
+def attack(*fields):
+    """The end of the log line for config payloads in `fields`."""
+    return ('; it is not plain data, so it may be an attack (' + '; '.join(
+        f'{f}: line 1: an `ast.Import` statement, not `NAME = literal`'
+        for f in fields) + ')')
+
+
+@pytest.mark.parametrize('field', FIELDS)
+def test_resume_never_runs_config_text(field, files, tmp_path):
+    marker = tmp_path / 'pwned'
+    evil = with_config_text(files['runner'], tmp_path / 'evil.pth',
+                            config_payload(str(marker)),
+                            [tuple(field.split('.'))])
+    runner = make_runner(str(tmp_path / 'work'), load_from=evil,
+                         resume=True)
+    with LogLines(runner.logger) as lines:
+        runner.load_or_resume()
+    assert runner.iter == 2
+    assert not marker.exists()
+    # the toy run saved (empty) texts in meta.cfg and the message hub
+    removed = ', '.join(f for f in FIELDS if f == field or f != 'meta.config')
+    assert [line for line in lines if 'config text' in line] == [
+        NOT_USED.format(evil, removed) + attack(field)]
+    runner.logger.handlers.clear()
+
+
+@pytest.fixture(scope='module')
+def detector_run(detector, tmp_path_factory):
+    """One iteration of the tiny SSDLite with our tools/train.py: a real
+    training checkpoint (its config texts are mmengine's own dumps), and a
+    copy whose three config texts run code."""
+    root = tmp_path_factory.mktemp('detector_run')
+    load_tool('train.py').main([
+        detector['config'], '--work-dir', str(root / 'work'),
+        '--cfg-options', 'train_cfg.max_iters=1',
+        'default_hooks.checkpoint.interval=1'])
+    real = str(root / 'work' / 'iter_1.pth')
+    marker = root / 'pwned'
+    evil = with_config_text(real, root / 'evil.pth',
+                            config_payload(str(marker)),
+                            [tuple(f.split('.')) for f in FIELDS])
+    return SimpleNamespace(config=detector['config'], real=real, evil=evil,
+                           marker=marker, root=root)
+
+
+def _log_text(work_dir):
+    logs = [osp.join(d, f) for d, _, names in os.walk(work_dir)
+            for f in names if f.endswith('.log')]
+    assert len(logs) == 1, logs
+    with open(logs[0]) as f:
+        return f.read()
+
+
+def test_tools_train_resume_never_runs_config_text(detector_run, tmp_path):
+    """Ours in-process, then mmdet's own tools/train.py with our config."""
+    import mmdet
+    run = detector_run
+    tool = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
+    assert osp.isfile(tool)
+    warning = NOT_USED.format(run.evil, ', '.join(FIELDS)) + attack(*FIELDS)
+    for name in ('ours', 'mmdet'):
+        work = str(tmp_path / name)
+        args = [run.config, '--work-dir', work, '--resume', run.evil,
+                '--cfg-options', 'train_cfg.max_iters=1']
+        if name == 'ours':
+            load_tool('train.py').main(args)
+        else:
+            proc = subprocess.run(
+                [sys.executable, tool, *args], cwd=str(tmp_path),
+                capture_output=True, text=True, timeout=600,
+                env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        log = _log_text(work)
+        assert 'resumed epoch: 0, iter: 1' in log
+        assert warning in log
+        assert not run.marker.exists()
+
+
+def test_det_inferencer_never_builds_config_text(detector_run, make_shapes):
+    """mmdet's DetInferencer(model=None, weights=...) would build the model
+    from the checkpoint's config text: it stops and the log says why; with
+    the config file given, the same checkpoint predicts."""
+    from mmdet.apis import DetInferencer
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    run = detector_run
+    for weights in (run.real, run.evil):
+        with LogLines(MMLogger.get_current_instance()) as lines, \
+                pytest.raises(ValueError, match='Cannot find the config in '
+                              'the checkpoint'):
+            DetInferencer(model=None, weights=weights, device='cpu')
+        expected = NOT_USED.format(weights, ', '.join(FIELDS[1:])) \
+            if weights == run.real else \
+            NOT_USED.format(weights, ', '.join(FIELDS)) + attack(*FIELDS)
+        assert [line for line in lines if 'config text' in line] == [
+            expected]
+    assert not run.marker.exists()
+    cfg = Config.fromfile(run.config)
+    cfg.test_dataloader.dataset.pipeline[0].type = 'LoadImageFromFile'
+    inferencer = DetInferencer(model=cfg, weights=run.evil, device='cpu')
+    assert isinstance(inferencer.model.backbone, ReXNet)
+    val = osp.join(make_shapes(4, 2, 64, 0), 'val')
+    result = inferencer(osp.join(val, sorted(os.listdir(val))[0]),
+                        return_datasamples=True)
+    boxes = result['predictions'][0].pred_instances.bboxes
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 0
+    assert not run.marker.exists()
+
+
+# text each field could hold: none is plain data, and the reason says why
+CONFIG_TEXT_ATTACKS = {
+    'import': ('import os', 'an `ast.Import` statement'),
+    'call': ("x = __import__('os').system('id')", '`ast.Call` is not'),
+    'attribute': ('x = ().__class__', '`ast.Attribute` is not'),
+    'name': ('x = open', '`ast.Name` is not'),
+    'f-string': ("x = f'{open}'", '`ast.JoinedStr` is not'),
+    'lambda': ('x = lambda: 0', '`ast.Lambda` is not'),
+    'comprehension': ('x = [i for i in ()]', '`ast.ListComp` is not'),
+    'operator': ("x = 'a' * 10**9", '`ast.BinOp` is not'),
+    'unpacking': ('x = dict(**y)', '`ast.Call` is not'),
+    'base': ("_base_ = ['/etc/evil.py']", '`_base_` is not data'),
+    'if': ('if True:\n    x = 1', 'an `ast.If` statement'),
+    'deep': ('x = ' + '[' * 70 + ']' * 70, 'nested deeper than 64'),
+    'not text': (b'x = 1', 'a bytes, not text'),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(CONFIG_TEXT_ATTACKS))
+def test_config_text_that_is_not_data_is_flagged(kind):
+    from rexnet_det.checkpoint.config_text import defuse_config_texts
+    text, reason = CONFIG_TEXT_ATTACKS[kind]
+    ckpt = dict(meta=dict(cfg=text, iter=3))
+    level, line = defuse_config_texts(ckpt, 'x.pth')
+    assert ckpt == dict(meta=dict(iter=3))
+    assert level == logging.WARNING
+    assert line.startswith(NOT_USED.format('x.pth', 'meta.cfg') +
+                           '; it is not plain data, so it may be an attack '
+                           '(meta.cfg: ')
+    assert reason in line
+
+
+def test_config_dumps_read_as_plain_data(detector_run):
+    """What mmengine writes into a checkpoint reads as data (so benign files
+    log at INFO), with the values mmengine's own reading gives."""
+    from mmengine.config import Config
+
+    from rexnet_det.checkpoint.config_text import (defuse_config_texts,
+                                                   read_config_text)
+    ckpt = torch.load(detector_run.real, weights_only=False)
+    text = ckpt['meta']['cfg']
+    assert text == ckpt['message_hub']['runtime_info']['cfg']
+    data = read_config_text(text)
+    assert data['model']['backbone']['type'] == 'ReXNet'
+    assert data == Config.fromstring(text, file_format='.py').to_dict()
+    assert defuse_config_texts(ckpt, 'a.pth') == (
+        logging.INFO, NOT_USED.format('a.pth', ', '.join(FIELDS[1:])))
+    assert 'cfg' not in ckpt['meta']
+    assert 'cfg' not in ckpt['message_hub']['runtime_info']
 
 
 # ------------------------------------------------------- trusted opt-in

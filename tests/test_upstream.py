@@ -144,6 +144,31 @@ def test_checkpoint_hook_private_method_we_override():
     assert 'keep_ckpt_ids' in source and 'last_checkpoint' in source
 
 
+def test_mmengine_turns_checkpoint_text_into_code(tmp_path):
+    """mmengine 0.10.7 runs the config text of checkpoints (Runner.resume:
+    meta['config']; BaseInferencer, so DetInferencer(model=None): the cfg
+    texts), and a registry builds any dotted `type`, so even plain data
+    calls os.system. rexnet_det removes those texts when it loads a file
+    (rexnet_det/checkpoint/config_text.py)."""
+    pinned(mmengine, '0.10.7')
+    from mmengine.infer.infer import BaseInferencer
+    from mmengine.registry import MODELS
+
+    from rexnet_det import integration
+    resume = inspect.getsource(integration._saved['resume'])
+    assert "Config.fromstring(\n                checkpoint['meta']['config']" \
+        in resume
+    # ... and it reads the training state and zips the schedulers blindly
+    assert "checkpoint['meta']['epoch']" in resume
+    assert 'zip(\n                        self.param_schedulers' in resume
+    infer = inspect.getsource(BaseInferencer._init_model)
+    assert "checkpoint['message_hub']['runtime_info']['cfg']" in infer
+    assert "Config.fromstring(cfg_string, file_format='.py')" in infer
+    marker = tmp_path / 'pwned'
+    MODELS.build(dict(type='os.system', command=f'touch {marker}'))
+    assert marker.exists()
+
+
 def test_pinned_helper_fails_on_other_versions():
     class Fake:
         __name__ = 'fake'

@@ -3,11 +3,15 @@
 The command line is mmdet's ``tools/train.py``::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--resume-reset-schedule] [--resume-reset-optimizer]
         [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
 ``--resume`` alone resumes from the latest checkpoint in the work dir;
-``--resume CKPT`` resumes from that file. ``rexnet_det`` is imported before
+``--resume CKPT`` resumes from that file; a checkpoint whose optimizer or
+schedulers do not fit the config is refused unless
+``--resume-reset-schedule`` / ``--resume-reset-optimizer`` says to start
+them afresh (docs/reliability.md). ``rexnet_det`` is imported before
 the config is parsed, so ``rexnet_det::`` base configs resolve. Without CUDA,
 ``--launcher pytorch`` (tools/dist_train.sh) trains with gloo on CPU.
 """
@@ -43,6 +47,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='resume from this checkpoint; without a path, resume from the '
         'latest checkpoint in the work dir')
     parser.add_argument(
+        '--resume-reset-schedule', action='store_true',
+        help='with --resume: start the config\'s LR/momentum schedule '
+        'afresh at the resumed iteration instead of refusing a checkpoint '
+        'whose schedulers differ from the config')
+    parser.add_argument(
+        '--resume-reset-optimizer', action='store_true',
+        help='with --resume: start the optimizer state and schedule afresh '
+        'instead of refusing a checkpoint of another optimizer type')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, KEY=VALUE (e.g. '
         'train_dataloader.batch_size=8 model.backbone.init_cfg=None)')
@@ -69,6 +82,14 @@ def build_cfg(args: argparse.Namespace) -> Config:
             raise RuntimeError('--auto-scale-lr needs '
                                'auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
+    if (args.resume_reset_schedule or args.resume_reset_optimizer) and \
+            args.resume is None:
+        raise ValueError('--resume-reset-schedule/--resume-reset-optimizer '
+                         'need --resume')
+    if args.resume_reset_schedule:
+        cfg.resume_reset_schedule = True
+    if args.resume_reset_optimizer:
+        cfg.resume_reset_optimizer = True
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
