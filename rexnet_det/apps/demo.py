@@ -153,7 +153,7 @@ def deploy_and_verify(cfg, checkpoint: str, out_dir: str, threads: int,
     onnx_path = osp.join(out_dir, 'mask-rcnn.onnx')
     t0 = time.perf_counter()
     meta = export_detector(cfg, checkpoint, onnx_path)
-    h, w = meta.resize.size
+    h, w = meta.resize.size or ('H', 'W')
     print(f'exported {short(onnx_path)} ({osp.getsize(onnx_path) / 1e6:.1f}'
           f' MB, input 1x3x{h}x{w}, outputs dets/labels/masks, K='
           f'{meta.max_per_img}) in {time.perf_counter() - t0:.0f} s',
