@@ -43,6 +43,10 @@ class DemoOptions:
     num_train: int = 400
     num_val: int = 100
     size: int = 128
+    #: Non-square images (landscape and portrait, short side 0.6-1 of the
+    #: long one), as real photos: the deployed graph must pad each one as
+    #: mmdet does.
+    min_aspect: float = 0.6
     epochs: Optional[int] = None
     seed: int = 0
     threads: int = 1
@@ -222,9 +226,11 @@ def run_demo(args: DemoOptions) -> int:
     section('1/5 data')
     t0 = time.perf_counter()
     make_synthetic_coco(data_root, args.num_train, args.num_val,
-                        seed=args.seed, spec=SyntheticCocoSpec(size=args.size))
+                        seed=args.seed, spec=SyntheticCocoSpec(
+                            size=args.size, min_aspect=args.min_aspect))
     print(f'{args.num_train} train / {args.num_val} val images of '
-          f'{args.size}x{args.size} px, 4 classes (circle, rectangle, '
+          f'{args.size} px (long side; short side >= '
+          f'{args.min_aspect:g} x that), 4 classes (circle, rectangle, '
           f'triangle, ellipse) with polygon masks -> {data_root} '
           f'({time.perf_counter() - t0:.0f} s)')
 
