@@ -43,10 +43,11 @@ class DemoOptions:
     num_train: int = 400
     num_val: int = 100
     size: int = 128
-    #: Non-square images (landscape and portrait, short side 0.6-1 of the
-    #: long one), as real photos: the deployed graph must pad each one as
-    #: mmdet does.
-    min_aspect: float = 0.6
+    #: Below 1: non-square images (landscape and portrait, short side
+    #: min_aspect-1 of the long one), as real photos; the deployed graph
+    #: then pads each one as mmdet does. 1 (square) keeps the demo figures
+    #: of the README.
+    min_aspect: float = 1.0
     epochs: Optional[int] = None
     seed: int = 0
     threads: int = 1
