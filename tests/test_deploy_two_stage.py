@@ -246,9 +246,10 @@ def trained_mask_rcnn(tmp_path_factory):
     """The demo Mask R-CNN trained a few dozen iterations on non-square
     shapes (long side 96, short side 58-96, landscape and portrait) with
     large objects (test resize to 96: the identity, as in the demo),
-    exported with the default dynamic input size. An under-trained RPN scores many anchors exactly alike;
-    such ties are resolved differently by onnxruntime's TopK / NMS than
-    by PyTorch's sort, so the model must learn a little."""
+    exported with the default dynamic input size. An under-trained RPN
+    scores many anchors exactly alike; such ties are resolved differently
+    by onnxruntime's TopK / NMS than by PyTorch's sort, so the model must
+    learn a little."""
     root = str(tmp_path_factory.mktemp('two_stage_trained'))
     data = osp.join(root, 'shapes')
     make_synthetic_coco(data, num_train=64, num_val=24, seed=0,
