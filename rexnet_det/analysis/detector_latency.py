@@ -23,6 +23,7 @@ graph see the same pixels; its MACs come from
 """
 import os
 import os.path as osp
+import platform
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -228,6 +229,65 @@ def prepare_dynamic_pair(spec: LatencyModel, image_size: Tuple[int, int],
             LatencyModel(label, spec.config, spec.transforms), cfg, detector,
             canvas, path, static_shape=kind == 'static'))
     return out[0], out[1]
+
+
+def cpu_line() -> str:
+    """CPU model, cores and the vector instruction sets figures depend on
+    (from ``/proc/cpuinfo``)."""
+    model, flags = platform.processor() or 'unknown CPU', set()
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name':
+                    model = value.strip()
+                elif key.strip() == 'flags':
+                    flags = set(value.split())
+    wanted = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8',
+              'amx_bf16')
+    return (f'CPU: {model}, {os.cpu_count()} cores; '
+            f'{" ".join(f for f in wanted if f in flags) or "no AVX2"}')
+
+
+def run_dynamic_suite(sizes: Sequence[Tuple[int, int]],
+                      threads: Sequence[int] = (1, ), rounds: int = 5,
+                      calls: int = 2, warmup: int = 1) -> List[dict]:
+    """Time :func:`prepare_dynamic_pair` of Mask R-CNN-ReXNet-1.0x on
+    onnxruntime at every image size; print each table, the CPU and the
+    load, and the dynamic / fixed latency ratio against
+    :data:`~.goals.DYNAMIC_SLOWDOWN` per thread count.
+
+    Returns:
+        list[dict]: Per size: ``size``, ``rows`` and ``goals`` (``threads``,
+        ``ratio``, ``target``, ``met``).
+    """
+    import tempfile
+
+    from .goals import DYNAMIC_SLOWDOWN
+    print(cpu_line())
+    results = []
+    for h, w in sizes:
+        image = np.random.RandomState(0).randint(0, 256, (h, w, 3),
+                                                 dtype=np.uint8)
+        with tempfile.TemporaryDirectory() as tmp:
+            pair = prepare_dynamic_pair(MASK_RCNN_MODELS[0], (h, w), tmp)
+            result = run_latency(pair, image, threads, ['ort'], rounds,
+                                 calls, targets=False, warmup=warmup)
+        rows = {(r['model'], r['threads']): r for r in result.rows}
+        print(f'\nimage {h}x{w}, load average {os.getloadavg()[0]:.1f}:')
+        print(format_latency(result))
+        goals = []
+        for count in threads:
+            dynamic, static = (rows[(m.spec.label, count)] for m in pair)
+            ratio = dynamic['ms'] / static['ms']
+            met = ratio <= DYNAMIC_SLOWDOWN
+            goals.append(dict(threads=count, ratio=ratio,
+                              target=DYNAMIC_SLOWDOWN, met=met))
+            print(f'{count} thread(s): dynamic / static latency = '
+                  f'{ratio:.3f}; goal <= {DYNAMIC_SLOWDOWN:g}: '
+                  f'{"met" if met else "MISSED"}', flush=True)
+        results.append(dict(size=[h, w], rows=result.rows, goals=goals))
+    return results
 
 
 def _cases(models: Sequence[PreparedModel], runtimes: Sequence[str],

@@ -23,7 +23,6 @@ Example::
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 import tempfile
@@ -35,8 +34,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 
 from rexnet_det.analysis.detector_latency import (  # noqa: E402
     DEFAULT_MODELS, MASK_RCNN_MODELS, MASK_RCNN_SIZES, restart_with_timing_env,
-    format_latency, prepare_dynamic_pair, prepare_model, prepare_two_stage,
-    profile_ort, run_latency)
+    format_latency, prepare_model, prepare_two_stage, profile_ort,
+    run_dynamic_suite, run_latency)
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
 
@@ -135,55 +134,11 @@ def mask_rcnn_suite(args: argparse.Namespace) -> list:
     return results
 
 
-def cpu_line() -> str:
-    """CPU model and the vector instruction sets the figures depend on."""
-    model, flags = 'unknown CPU', set()
-    if osp.isfile('/proc/cpuinfo'):
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                if key.strip() == 'model name':
-                    model = value.strip()
-                elif key.strip() == 'flags':
-                    flags = set(value.split())
-    wanted = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8',
-              'amx_bf16')
-    return (f'CPU: {model}, {os.cpu_count()} cores; '
-            f'{" ".join(f for f in wanted if f in flags) or "no AVX2"}')
-
-
 def dynamic_suite(args: argparse.Namespace) -> list:
-    """Dynamic- vs fixed-size export of one Mask R-CNN-ReXNet per image
-    size, onnxruntime only; prints the table and the goal per thread
-    count."""
-    import numpy as np
-
-    from rexnet_det.analysis.goals import DYNAMIC_SLOWDOWN
-    results = []
-    print(cpu_line())
-    for h, w in zip(args.image_sizes[::2], args.image_sizes[1::2]):
-        image = np.random.RandomState(0).randint(0, 256, (h, w, 3),
-                                                 dtype=np.uint8)
-        with tempfile.TemporaryDirectory() as tmp:
-            pair = prepare_dynamic_pair(MASK_RCNN_MODELS[0], (h, w), tmp)
-            result = run_latency(pair, image, args.threads, ['ort'],
-                                 args.rounds, args.calls, targets=False,
-                                 warmup=args.warmup)
-        rows = {(r['model'], r['threads']): r for r in result.rows}
-        print(f'\nimage {h}x{w}, load average {os.getloadavg()[0]:.1f}:')
-        print(format_latency(result))
-        goals = []
-        for count in args.threads:
-            dynamic, static = (rows[(m.spec.label, count)] for m in pair)
-            ratio = dynamic['ms'] / static['ms']
-            goals.append(dict(threads=count, ratio=ratio,
-                              target=DYNAMIC_SLOWDOWN,
-                              met=ratio <= DYNAMIC_SLOWDOWN))
-            print(f'{count} thread(s): dynamic / static latency = '
-                  f'{ratio:.3f}; goal <= {DYNAMIC_SLOWDOWN:g}: '
-                  f'{"met" if ratio <= DYNAMIC_SLOWDOWN else "MISSED"}',
-                  flush=True)
-        results.append(dict(size=[h, w], rows=result.rows, goals=goals))
+    """Dynamic- vs fixed-size export per image size, against the goal."""
+    results = run_dynamic_suite(
+        list(zip(args.image_sizes[::2], args.image_sizes[1::2])),
+        args.threads, args.rounds, args.calls, args.warmup)
     if args.json:
         atomic_write(json.dumps(results, indent=1), args.json)
     return results
