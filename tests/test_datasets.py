@@ -117,8 +117,35 @@ def test_image_is_painted_where_the_mask_is():
         img[~mask].astype(float), 0)).sum() > 0
 
 
+def test_non_square_images(tmp_path):
+    """min_aspect < 1: landscape and portrait images with the long side
+    `size`; annotations give each image's own size and objects stay
+    inside it."""
+    spec = SyntheticCocoSpec(size=96, min_aspect=0.5, max_objects=3)
+    shapes = []
+    for i in range(12):
+        img, objects = draw_image(np.random.default_rng([1, i]), spec)
+        h, w = img.shape[:2]
+        shapes.append((h, w))
+        assert max(h, w) == 96 and 48 <= min(h, w) <= 96
+        for obj in objects:
+            x, y, bw, bh = obj['bbox']
+            assert 0 <= x and x + bw <= w - 1 and 0 <= y and y + bh <= h - 1
+    assert any(h > w for h, w in shapes) and any(h < w for h, w in shapes)
+    make_synthetic_coco(str(tmp_path), num_train=1, num_val=3, seed=1,
+                        spec=spec)
+    with open(tmp_path / 'annotations/instances_val.json') as f:
+        images = json.load(f)['images']
+    import cv2
+    assert [(i['height'], i['width']) for i in images] == [
+        cv2.imread(str(tmp_path / 'val' / i['file_name'])).shape[:2]
+        for i in images]
+
+
 @pytest.mark.parametrize('kwargs, match', [
     (dict(size=16), 'size must be an int >= 32, got 16'),
+    (dict(size=64, min_aspect=0.2), r'min_aspect must be in \(0, 1\] with a '
+     r'short side min_aspect \* size >= 16 px, got 0.2 \(size 64\)'),
     (dict(min_objects=3, max_objects=2), 'min_objects <= max_objects'),
     (dict(min_scale=0.5, max_scale=0.2), 'min_scale <= max_scale'),
     (dict(hue_jitter=91), 'hue_jitter must be in'),

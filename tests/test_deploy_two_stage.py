@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -172,21 +173,40 @@ def busy_two_stage(cfg, shape, folder):
                          ids=['faster-rexnet', 'mmdet-faster-r50',
                               'mmdet-mask-r50'])
 def test_two_stage_export_matches_pytorch(name, tmp_path):
+    """The default export (dynamic size and batch) reproduces mmdet's
+    predict at (H, W) and (W, H); a batch gives the per-image results."""
     cfg = small_config(name)
     detector, checkpoint = busy_two_stage(cfg, SHAPE, tmp_path)
     out = str(tmp_path / 'model.onnx')
-    meta = export_detector(cfg, checkpoint, out, shape=SHAPE)
+    meta = export_detector(cfg, checkpoint, out, dynamic_batch=True)
     with_masks = 'mask' in name
     assert meta.masks is with_masks and meta.max_per_img == 50
-    assert meta.resize.size == list(SHAPE)
+    assert (meta.resize.mode, meta.resize.size) == ('keep_ratio_pad_divisor',
+                                                    None)
     model = onnx.load(out)
     assert {n.domain for n in model.graph.node} == {''}  # no custom ops
     ops = {n.op_type for n in model.graph.node}
     assert {'RoiAlign', 'NonMaxSuppression', 'TopK'} <= ops
     assert [o.name for o in model.graph.output] == (
         ['dets', 'labels', 'masks'] if with_masks else ['dets', 'labels'])
-    x = images(3, 1, *SHAPE)
     wrapper = TwoStageExport(detector).eval()
+    deployed = DeployedDetector(out, threads=1)
+    for shape in (SHAPE, SHAPE[::-1]):
+        check_two_stage(detector, cfg, wrapper, deployed, shape, with_masks)
+    # dynamic batch: two images in one run, each as if alone
+    x = torch.cat([images(3, 1, *SHAPE), images(4, 1, *SHAPE)])
+    batch = deployed.infer(x.numpy())
+    for i in range(2):
+        alone = deployed.infer(x[i:i + 1].numpy())
+        assert (batch[1][i] >= 0).sum() >= 10  # busy: many detections
+        for got, want in zip(batch, alone):
+            assert np.abs(got[i] - want[0]).max() <= 1e-4
+
+
+def check_two_stage(detector, cfg, wrapper, deployed, shape, with_masks):
+    """At input `shape`: the wrapper equals mmdet's predict (masks IoU
+    >= 0.99), onnxruntime the wrapper."""
+    x = images(3, 1, *shape)
     with torch.no_grad():
         outputs = wrapper(x)
     ref = mmdet_predict(ready_for_inference(detector, cfg),
@@ -195,14 +215,17 @@ def test_two_stage_export_matches_pytorch(name, tmp_path):
     ours = filled(outputs[0][0], outputs[1][0])
     same = match_detections((ref.bboxes, ref.scores, ref.labels), ours)
     assert same.fraction == 1.0 and same.worst_box_diff < 1e-3, same
-    ort_out = DeployedDetector(out, threads=1).infer(x.numpy())
+    ort_out = deployed.infer(x.numpy())
     assert len(ort_out) == len(outputs)
     ort = match_detections(ours, filled(ort_out[0][0], ort_out[1][0]))
-    assert ort.fraction >= 0.99 and ort.worst_box_diff < 0.5, ort
+    # float rounding: with all 50 slots full, the last may go to another
+    # near-tie (the dynamic and a fixed-size export at this shape give
+    # identical outputs)
+    assert ort.fraction >= 0.98 and ort.worst_box_diff < 0.5, (shape, ort)
     if with_masks:
         keep = outputs[1][0] >= 0
         probs = outputs[2][0][keep]
-        assert probs.shape[1:] == SHAPE
+        assert probs.shape[1:] == shape
         # mmdet binarises its pasted masks at 0.5
         for i, j in zip(range(len(ref)), range(len(probs))):
             assert mask_iou(ref.masks[i].numpy(),
@@ -220,18 +243,21 @@ SIZE = 96
 
 @pytest.fixture(scope='session')
 def trained_mask_rcnn(tmp_path_factory):
-    """The demo Mask R-CNN trained a few dozen iterations on 96 px shapes
-    with large objects (test resize to 96: the identity, as in the demo),
-    exported. An under-trained RPN scores many anchors exactly alike;
-    such ties are resolved differently by onnxruntime's TopK / NMS than
-    by PyTorch's sort, so the model must learn a little."""
+    """The demo Mask R-CNN trained a few dozen iterations on non-square
+    shapes (long side 96, short side 58-96, landscape and portrait) with
+    large objects (test resize to 96: the identity, as in the demo),
+    exported with the default dynamic input size. An under-trained RPN
+    scores many anchors exactly alike; such ties are resolved differently
+    by onnxruntime's TopK / NMS than by PyTorch's sort, so the model must
+    learn a little."""
     root = str(tmp_path_factory.mktemp('two_stage_trained'))
     data = osp.join(root, 'shapes')
     make_synthetic_coco(data, num_train=64, num_val=24, seed=0,
                         spec=SyntheticCocoSpec(size=SIZE, min_objects=1,
                                                max_objects=2,
                                                min_scale=0.35,
-                                               max_scale=0.7))
+                                               max_scale=0.7,
+                                               min_aspect=0.6))
     cfg = config(MASK_DEMO)
     for key in ('train_dataloader', 'test_dataloader', 'val_dataloader'):
         cfg[key].dataset.data_root = data + '/'
@@ -253,12 +279,22 @@ def test_trained_mask_rcnn_verifies_with_onnxruntime(trained_mask_rcnn,
     printed = capsys.readouterr().out
     m = report.match
     assert report.images == 24 and m.reference > 0 and m.candidate > 0
-    assert m.fraction >= 0.99, report.summary()
+    with open(osp.join(t['data'], 'annotations/instances_val.json')) as f:
+        sizes = [(i['height'], i['width']) for i in json.load(f)['images']]
+    assert any(h > w for h, w in sizes) and any(h < w for h, w in sizes)
+    # non-square images, each padded as mmdet pads it: exact parity. The
+    # 40-iteration RPN scores some padding anchors exactly alike, and one
+    # low-scoring detection (0.097) hinges on the order of those ties
+    # (PyTorch's sort vs onnxruntime's TopK); confident ones all pair up.
+    sure = report.confident
+    assert sure.reference >= 3 and sure.fraction == 1.0, report.summary()
+    assert max(m.reference, m.candidate) - m.matched <= 1, report.summary()
+    assert m.worst_box_diff < 1e-3, report.summary()
     assert m.mask_pairs == m.matched > 0
-    assert m.worst_mask_iou >= 0.9, report.summary()
-    assert abs(report.map_deployed - report.map_reference) <= 0.002
+    assert m.worst_mask_iou >= 0.99, report.summary()
+    assert abs(report.map_deployed - report.map_reference) <= 1e-3
     assert abs(report.segm_map_deployed -
-               report.segm_map_reference) <= 0.002
+               report.segm_map_reference) <= 1e-3
     assert 'seg ORT' in printed and 'worst mask IoU' in printed
     with open(out) as f:
         saved = json.load(f)
@@ -279,15 +315,18 @@ def test_trained_mask_rcnn_openvino_and_infer_tool(trained_mask_rcnn,
     assert 'masks: float32 [N, K, H, W]' in json.loads(props['output_layout'])
     report = verify_detector(t['config'], t['checkpoint'], t['model'],
                              runtime='openvino', threads=1, max_images=8)
-    assert report.match.reference > 0 and report.match.fraction >= 0.99
-    assert report.match.worst_mask_iou >= 0.9
+    assert report.match.reference > 0 and report.confident.fraction == 1.0
+    m = report.match
+    assert max(m.reference, m.candidate) - m.matched <= 1  # the tie above
+    assert report.match.worst_mask_iou >= 0.99
     paths = [osp.join(t['data'], 'val', f'{i:06d}.png') for i in range(2)]
     show = str(tmp_path / 'vis')
     results = deploy_tool('infer').main([t['model'], *paths, '--show-dir',
                                          show, '--score-thr', '0.05'])
+    shapes = [cv2.imread(p).shape[:2] for p in paths]
     assert all(len(r) > 0 and r.masks is not None and
-               r.masks.shape == (len(r), SIZE, SIZE) and r.masks.dtype == bool
-               for r in results)
+               r.masks.shape == (len(r), *shape) and r.masks.dtype == bool
+               for r, shape in zip(results, shapes))
     assert all(osp.isfile(osp.join(show, osp.basename(p))) for p in paths)
     assert '(with masks)' in capsys.readouterr().out
 
@@ -312,10 +351,6 @@ def test_unsupported_two_stage_heads_are_refused_by_name(tmp_path):
 
 def test_two_stage_bad_requests(tmp_path):
     out = str(tmp_path / 'x.onnx')
-    with pytest.raises(ValueError, match='two-stage detector: its export '
-                       'needs a fixed batch of 1'):
-        export_detector(small_config(FASTER_RCNN), None, out,
-                        shape=SHAPE, dynamic_batch=True)
     with pytest.raises(ValueError, match='opset >= 16.*got 13'):
         export_detector(small_config(FASTER_RCNN), None, out, shape=SHAPE,
                         opset=13)
@@ -359,7 +394,9 @@ def test_demo_deploy_step(trained_mask_rcnn, tmp_path, capsys):
                                 t['checkpoint'], str(tmp_path), 1, 2)
     printed = capsys.readouterr().out
     assert outcome.ok and osp.isfile(outcome.onnx_path)
-    assert outcome.report.match.fraction >= 0.99
+    assert outcome.report.confident.fraction == 1.0
+    m = outcome.report.match
+    assert m.reference > 0 and m.reference - m.matched <= 1  # see above
     assert sorted(os.listdir(outcome.vis_dir)) == [
         '000000.png', '000001.png']
     assert 'box ORT' in printed and 'seg ORT' in printed

@@ -24,7 +24,10 @@ def parse_args(argv=None) -> DemoOptions:
     parser.add_argument('--num-train', type=int, default=d.num_train)
     parser.add_argument('--num-val', type=int, default=d.num_val)
     parser.add_argument('--size', type=int, default=d.size,
-                        help='image size')
+                        help='image size (the long side)')
+    parser.add_argument('--min-aspect', type=float, default=d.min_aspect,
+                        help='smallest short / long side ratio of the '
+                        'images (1: square)')
     parser.add_argument('--epochs', type=int, default=None,
                         help="training epochs (default: the config's)")
     parser.add_argument('--seed', type=int, default=d.seed)

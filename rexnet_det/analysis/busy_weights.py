@@ -136,7 +136,7 @@ def busy_two_stage_weights(detector: nn.Module, height: int, width: int,
              -1.0)
     _rescale(rpn.rpn_reg, torch.cat([b.flatten() for b in bbox_preds]), 0.2,
              0.0)
-    proposals, _ = wrapper.proposals(feats, height, width)
+    proposals, _ = wrapper.proposals(feats, (height, width))
     roi = detector.roi_head
     head = roi.bbox_head
     cls_score, bbox_pred = head(wrapper.roi_features(

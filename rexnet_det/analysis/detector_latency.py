@@ -23,6 +23,7 @@ graph see the same pixels; its MACs come from
 """
 import os
 import os.path as osp
+import platform
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -156,13 +157,10 @@ def prepare_model(spec: LatencyModel, size: int, out_dir: str,
                          counted['macs'], counted['params'])
 
 
-def prepare_two_stage(spec: LatencyModel, image_size: Tuple[int, int],
-                      out_dir: str, seed: int = 0) -> PreparedModel:
-    """Build the two-stage `spec` with busy random weights, its test resize
-    set to keep-ratio ``image_size`` (W, H as mmdet's scale) so that an
-    image of that size is not resized, apply its transforms and export it
-    (canvas: `image_size` rounded up to the stride)."""
-    from mmcv.transforms import Compose
+def _build_two_stage(spec: LatencyModel, image_size: Tuple[int, int],
+                     seed: int) -> Tuple[Any, nn.Module, Tuple[int, int]]:
+    """`spec`'s config (test resize keep-ratio at `image_size`), its busy,
+    transformed detector and the stride-rounded canvas."""
     from mmdet.utils import get_test_pipeline_cfg
 
     from ..deploy.detector.export import network_stride
@@ -177,10 +175,21 @@ def prepare_two_stage(spec: LatencyModel, image_size: Tuple[int, int],
     detector = busy_two_stage_weights(detector, *canvas, seed=seed)
     for transform in spec.transforms:
         detector = transform(detector).eval()
+    return cfg, detector, canvas
+
+
+def _export_two_stage(spec: LatencyModel, cfg, detector: nn.Module,
+                      canvas: Tuple[int, int], path: str,
+                      static_shape: bool = True) -> PreparedModel:
+    """Export `detector` at the fixed `canvas` (or with a dynamic input
+    size, the default export) to `path`; ready for :func:`run_latency`."""
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
     wrapper = TwoStageExport(detector).eval()
-    meta = make_meta(cfg, wrapper, {}, canvas, False,
-                     dict(config=spec.config, checkpoint='busy random'))
-    path = osp.join(out_dir, f'{spec.label.replace(" ", "_")}_{h}x{w}.onnx')
+    meta = make_meta(cfg, wrapper, {}, canvas if static_shape else None,
+                     False, dict(config=spec.config,
+                                 checkpoint='busy random'),
+                     static_shape=static_shape)
     export_wrapper(wrapper, meta, path)
     model = ready_for_inference(detector, cfg)
     steps = get_test_pipeline_cfg(model.cfg.copy())
@@ -189,6 +198,96 @@ def prepare_two_stage(spec: LatencyModel, image_size: Tuple[int, int],
     counted = detector_complexity(spec.config, canvas)
     return PreparedModel(spec, model, Compose(steps), path, counted['macs'],
                          counted['params'])
+
+
+def prepare_two_stage(spec: LatencyModel, image_size: Tuple[int, int],
+                      out_dir: str, seed: int = 0) -> PreparedModel:
+    """Build the two-stage `spec` with busy random weights, its test resize
+    set to keep-ratio ``image_size`` (W, H as mmdet's scale) so that an
+    image of that size is not resized, apply its transforms and export it
+    (canvas: `image_size` rounded up to the stride)."""
+    cfg, detector, canvas = _build_two_stage(spec, image_size, seed)
+    h, w = image_size
+    path = osp.join(out_dir, f'{spec.label.replace(" ", "_")}_{h}x{w}.onnx')
+    return _export_two_stage(spec, cfg, detector, canvas, path)
+
+
+def prepare_dynamic_pair(spec: LatencyModel, image_size: Tuple[int, int],
+                         out_dir: str, seed: int = 0
+                         ) -> Tuple[PreparedModel, PreparedModel]:
+    """One busy two-stage detector (as :func:`prepare_two_stage`) exported
+    twice: with a dynamic input size (the default export) and at the fixed
+    canvas (``--static-shape``). An image of `image_size` is not resized
+    and both graphs get the same padded input."""
+    cfg, detector, canvas = _build_two_stage(spec, image_size, seed)
+    h, w = image_size
+    out = []
+    for kind in ('dynamic', 'static'):
+        label = f'{spec.label} {kind}'
+        path = osp.join(out_dir, f'{label.replace(" ", "_")}_{h}x{w}.onnx')
+        out.append(_export_two_stage(
+            LatencyModel(label, spec.config, spec.transforms), cfg, detector,
+            canvas, path, static_shape=kind == 'static'))
+    return out[0], out[1]
+
+
+def cpu_line() -> str:
+    """CPU model, cores and the vector instruction sets figures depend on
+    (from ``/proc/cpuinfo``)."""
+    model, flags = platform.processor() or 'unknown CPU', set()
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name':
+                    model = value.strip()
+                elif key.strip() == 'flags':
+                    flags = set(value.split())
+    wanted = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8',
+              'amx_bf16')
+    return (f'CPU: {model}, {os.cpu_count()} cores; '
+            f'{" ".join(f for f in wanted if f in flags) or "no AVX2"}')
+
+
+def run_dynamic_suite(sizes: Sequence[Tuple[int, int]],
+                      threads: Sequence[int] = (1, ), rounds: int = 5,
+                      calls: int = 2, warmup: int = 1) -> List[dict]:
+    """Time :func:`prepare_dynamic_pair` of Mask R-CNN-ReXNet-1.0x on
+    onnxruntime at every image size; print each table, the CPU and the
+    load, and the dynamic / fixed latency ratio against
+    :data:`~.goals.DYNAMIC_SLOWDOWN` per thread count.
+
+    Returns:
+        list[dict]: Per size: ``size``, ``rows`` and ``goals`` (``threads``,
+        ``ratio``, ``target``, ``met``).
+    """
+    import tempfile
+
+    from .goals import DYNAMIC_SLOWDOWN
+    print(cpu_line())
+    results = []
+    for h, w in sizes:
+        image = np.random.RandomState(0).randint(0, 256, (h, w, 3),
+                                                 dtype=np.uint8)
+        with tempfile.TemporaryDirectory() as tmp:
+            pair = prepare_dynamic_pair(MASK_RCNN_MODELS[0], (h, w), tmp)
+            result = run_latency(pair, image, threads, ['ort'], rounds,
+                                 calls, targets=False, warmup=warmup)
+        rows = {(r['model'], r['threads']): r for r in result.rows}
+        print(f'\nimage {h}x{w}, load average {os.getloadavg()[0]:.1f}:')
+        print(format_latency(result))
+        goals = []
+        for count in threads:
+            dynamic, static = (rows[(m.spec.label, count)] for m in pair)
+            ratio = dynamic['ms'] / static['ms']
+            met = ratio <= DYNAMIC_SLOWDOWN
+            goals.append(dict(threads=count, ratio=ratio,
+                              target=DYNAMIC_SLOWDOWN, met=met))
+            print(f'{count} thread(s): dynamic / static latency = '
+                  f'{ratio:.3f}; goal <= {DYNAMIC_SLOWDOWN:g}: '
+                  f'{"met" if met else "MISSED"}', flush=True)
+        results.append(dict(size=[h, w], rows=result.rows, goals=goals))
+    return results
 
 
 def _cases(models: Sequence[PreparedModel], runtimes: Sequence[str],
@@ -298,5 +397,9 @@ def profile_ort(path: str, image: np.ndarray, threads: int = 1,
     """onnxruntime's own profile of `path` on `image` (preprocessed as the
     runtime does): ms per run by op type
     (:func:`~.ort_profile.ort_op_times`)."""
-    batch = DeployedDetector(path, 'ort', threads).prepare(image).input[None]
-    return ort_op_times(path, {'input': batch}, threads, runs)
+    detector = DeployedDetector(path, 'ort', threads)
+    prepared = detector.prepare(image)
+    feed = {'input': prepared.input[None]}
+    if detector.meta.img_shape_input:
+        feed['img_shape'] = np.asarray([prepared.img_shape], np.float32)
+    return ort_op_times(path, feed, threads, runs)

@@ -43,6 +43,11 @@ class DemoOptions:
     num_train: int = 400
     num_val: int = 100
     size: int = 128
+    #: Below 1: non-square images (landscape and portrait, short side
+    #: min_aspect-1 of the long one), as real photos; the deployed graph
+    #: then pads each one as mmdet does. 1 (square) keeps the demo figures
+    #: of the README.
+    min_aspect: float = 1.0
     epochs: Optional[int] = None
     seed: int = 0
     threads: int = 1
@@ -153,7 +158,7 @@ def deploy_and_verify(cfg, checkpoint: str, out_dir: str, threads: int,
     onnx_path = osp.join(out_dir, 'mask-rcnn.onnx')
     t0 = time.perf_counter()
     meta = export_detector(cfg, checkpoint, onnx_path)
-    h, w = meta.resize.size
+    h, w = meta.resize.size or ('H', 'W')
     print(f'exported {short(onnx_path)} ({osp.getsize(onnx_path) / 1e6:.1f}'
           f' MB, input 1x3x{h}x{w}, outputs dets/labels/masks, K='
           f'{meta.max_per_img}) in {time.perf_counter() - t0:.0f} s',
@@ -222,9 +227,11 @@ def run_demo(args: DemoOptions) -> int:
     section('1/5 data')
     t0 = time.perf_counter()
     make_synthetic_coco(data_root, args.num_train, args.num_val,
-                        seed=args.seed, spec=SyntheticCocoSpec(size=args.size))
+                        seed=args.seed, spec=SyntheticCocoSpec(
+                            size=args.size, min_aspect=args.min_aspect))
     print(f'{args.num_train} train / {args.num_val} val images of '
-          f'{args.size}x{args.size} px, 4 classes (circle, rectangle, '
+          f'{args.size} px (long side; short side >= '
+          f'{args.min_aspect:g} x that), 4 classes (circle, rectangle, '
           f'triangle, ellipse) with polygon masks -> {data_root} '
           f'({time.perf_counter() - t0:.0f} s)')
 

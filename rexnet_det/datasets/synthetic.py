@@ -38,7 +38,8 @@ class SyntheticCocoSpec:
     """How the images of one dataset are drawn.
 
     Args:
-        size (int): Image height and width in pixels, >= 32.
+        size (int): Image height and width in pixels, >= 32 (with
+            ``min_aspect < 1``: the long side).
         min_objects (int): Fewest objects per image, >= 1.
         max_objects (int): Most objects per image, >= min_objects.
         min_scale (float): Smallest object extent as a fraction of ``size``.
@@ -46,6 +47,12 @@ class SyntheticCocoSpec:
         hue_jitter (int): Max hue deviation from the class's base hue
             (0-90; 90 makes colour carry no class information).
         noise_std (float): Std of the per-pixel Gaussian noise (0-255 scale).
+        min_aspect (float): Smallest short / long side ratio, in (0, 1].
+            Below 1 every image gets a random short side in
+            ``[min_aspect * size, size]`` and a random orientation
+            (landscape or portrait), like COCO's photos; object extents
+            are then fractions of the short side. Default: 1 (square; the
+            same files as before this option existed).
     """
     size: int = 128
     min_objects: int = 1
@@ -54,6 +61,7 @@ class SyntheticCocoSpec:
     max_scale: float = 0.45
     hue_jitter: int = 12
     noise_std: float = 8.0
+    min_aspect: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 32:
@@ -70,6 +78,10 @@ class SyntheticCocoSpec:
         if self.noise_std < 0:
             raise ValueError(
                 f'noise_std must be >= 0, got {self.noise_std!r}')
+        if not 0 < self.min_aspect <= 1 or self.min_aspect * self.size < 16:
+            raise ValueError(f'min_aspect must be in (0, 1] with a short '
+                             f'side min_aspect * size >= 16 px, got '
+                             f'{self.min_aspect!r} (size {self.size})')
 
 
 def _shape_polygon(rng: np.random.Generator, cls: str, extent: float,
@@ -99,13 +111,24 @@ def _shape_polygon(rng: np.random.Generator, cls: str, extent: float,
     return pts @ rot.T + center
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _points(rng: np.random.Generator, low: float, high: Sequence[float]
+            ) -> np.ndarray:
+    """``(x, y)`` uniform in ``[low, high)``; a square image draws as the
+    generator always did (the same files for the same seed)."""
+    if high[0] == high[1]:
+        return rng.uniform(low, high[0], 2)
+    return rng.uniform(low, np.asarray(high, float))
+
+
+def _background(rng: np.random.Generator, height: int,
+                width: int) -> np.ndarray:
     """Low-frequency colour texture plus a few thin random lines."""
     coarse = rng.uniform(60, 200, (4, 4, 3)).astype(np.float32)
-    img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    img = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     for _ in range(int(rng.integers(2, 6))):
-        p1 = tuple(int(v) for v in rng.integers(0, size, 2))
-        p2 = tuple(int(v) for v in rng.integers(0, size, 2))
+        p1, p2 = (tuple(int(v) for v in (
+            rng.integers(0, width, 2) if width == height else
+            rng.integers(0, [width, height]))) for _ in range(2))
         color = tuple(float(c) for c in rng.uniform(40, 220, 3))
         cv2.line(img, p1, p2, color, 1, lineType=cv2.LINE_AA)
     return img
@@ -131,12 +154,16 @@ def draw_image(rng: np.random.Generator,
     """Paint one image.
 
     Returns:
-        tuple: The BGR uint8 image (size, size, 3) and its objects, each
-        ``dict(category, polygon (N, 2) float array, bbox [x, y, w, h],
-        area)``.
+        tuple: The BGR uint8 image (h, w, 3) (``size`` x ``size`` unless
+        ``spec.min_aspect < 1``) and its objects, each ``dict(category,
+        polygon (N, 2) float array, bbox [x, y, w, h], area)``.
     """
-    size = spec.size
-    img = _background(rng, size)
+    height = width = size = spec.size
+    if spec.min_aspect < 1:
+        short = int(round(size * rng.uniform(spec.min_aspect, 1.0)))
+        height, width = (size, short) if rng.integers(2) else (short, size)
+        size = short  # object extents are fractions of the short side
+    img = _background(rng, height, width)
     objects: List[dict] = []
     boxes: List[np.ndarray] = []
     wanted = int(rng.integers(spec.min_objects, spec.max_objects + 1))
@@ -145,12 +172,13 @@ def draw_image(rng: np.random.Generator,
             break
         cls = CLASSES[int(rng.integers(len(CLASSES)))]
         extent = rng.uniform(spec.min_scale, spec.max_scale) * size
-        center = rng.uniform(extent / 2 + 1, size - extent / 2 - 1, 2)
+        center = _points(rng, extent / 2 + 1, [width - extent / 2 - 1,
+                                               height - extent / 2 - 1])
         poly = _shape_polygon(rng, cls, extent, center)
         x0, y0 = poly.min(0)
         x1, y1 = poly.max(0)
         box = np.array([x0, y0, x1, y1])
-        if x0 < 0 or y0 < 0 or x1 > size - 1 or y1 > size - 1:
+        if x0 < 0 or y0 < 0 or x1 > width - 1 or y1 > height - 1:
             continue
         # 2 px gap: no two objects touch, so each mask is fully visible.
         if any(box[0] < b[2] + 2 and b[0] < box[2] + 2 and box[1] < b[3] + 2
@@ -195,7 +223,7 @@ def make_split(out_dir: str, split: str, num_images: int,
             raise OSError(f'could not write {osp.join(img_dir, file_name)}')
         image_id = idx + 1
         images.append(dict(id=image_id, file_name=file_name,
-                           height=spec.size, width=spec.size))
+                           height=img.shape[0], width=img.shape[1]))
         for obj in objects:
             annotations.append(dict(
                 id=len(annotations) + 1, image_id=image_id,

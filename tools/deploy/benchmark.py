@@ -3,7 +3,10 @@
 SSDLite-ReXNet-1.0x and mmdet's SSDLite-MobileNetV2 at ``--size`` (320),
 batch 1, on 1 and 2 threads (``--suite mask-rcnn``: Mask R-CNN-ReXNet-1.0x
 vs Mask R-CNN-R50 with masks, on images of each ``--image-sizes`` H W pair,
-default the demo's 128x128 and COCO's 800x1333, no targets); every row
+default the demo's 128x128 and COCO's 800x1333, no targets; ``--suite
+dynamic``: Mask R-CNN-ReXNet-1.0x exported with a dynamic input size vs
+the same model at a fixed canvas, onnxruntime, same image sizes, against
+the issue #23 goal); every row
 goes from the same decoded BGR image to boxes in its pixels (resize and
 normalisation included). Rows of one
 thread count are timed in interleaved rounds; figures are medians with the
@@ -32,18 +35,20 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 from rexnet_det.analysis.detector_latency import (  # noqa: E402
     DEFAULT_MODELS, MASK_RCNN_MODELS, MASK_RCNN_SIZES, restart_with_timing_env,
     format_latency, prepare_model, prepare_two_stage, profile_ort,
-    run_latency)
+    run_dynamic_suite, run_latency)
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--suite', choices=['ssdlite', 'mask-rcnn'],
+    parser.add_argument('--suite', choices=['ssdlite', 'mask-rcnn',
+                                            'dynamic'],
                         default='ssdlite')
     parser.add_argument('--size', type=int, default=320)
     parser.add_argument('--image-sizes', type=int, nargs='+',
                         default=[v for s in MASK_RCNN_SIZES for v in s],
-                        metavar='H W', help='mask-rcnn suite: image sizes')
+                        metavar='H W', help='mask-rcnn and dynamic suites: '
+                        'image sizes')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--runtimes', nargs='+',
@@ -75,6 +80,8 @@ def main(argv: Optional[List[str]] = None):
     import numpy as np
     if args.suite == 'mask-rcnn':
         return mask_rcnn_suite(args)
+    if args.suite == 'dynamic':
+        return dynamic_suite(args)
     image = np.random.RandomState(0).randint(0, 256, (480, 640, 3),
                                              dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,6 +129,16 @@ def mask_rcnn_suite(args: argparse.Namespace) -> list:
                                  warmup=args.warmup)
         print(format_latency(result), flush=True)
         results.append(dict(size=[h, w], rows=result.rows))
+    if args.json:
+        atomic_write(json.dumps(results, indent=1), args.json)
+    return results
+
+
+def dynamic_suite(args: argparse.Namespace) -> list:
+    """Dynamic- vs fixed-size export per image size, against the goal."""
+    results = run_dynamic_suite(
+        list(zip(args.image_sizes[::2], args.image_sizes[1::2])),
+        args.threads, args.rounds, args.calls, args.warmup)
     if args.json:
         atomic_write(json.dumps(results, indent=1), args.json)
     return results

@@ -85,7 +85,10 @@ def main(argv: Optional[List[str]] = None):
             worst_box_diff=m.worst_box_diff,
             worst_score_diff=m.worst_score_diff, metrics=report.metrics,
             mask_pairs=m.mask_pairs, worst_mask_iou=m.worst_mask_iou,
-            segm_metrics=report.segm_metrics),
+            segm_metrics=report.segm_metrics,
+            confident_matched=report.confident.matched,
+            confident_reference=report.confident.reference,
+            confident_deployed=report.confident.candidate),
             indent=1), args.json)
     return report
 

@@ -15,7 +15,8 @@ import io
 import math
 import os
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import (Callable, Dict, List, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 import torch.nn as nn
@@ -179,8 +180,10 @@ def make_wrapper(detector: nn.Module, masks: Optional[bool] = None
 
 def make_meta(cfg: Config, wrapper: nn.Module, checkpoint: dict,
               shape: Optional[Sequence[int]], dynamic_batch: bool,
-              source: dict) -> DeployMeta:
-    """The :class:`DeployMeta` of `wrapper` exported at `shape`."""
+              source: dict, static_shape: bool = False) -> DeployMeta:
+    """The :class:`DeployMeta` of `wrapper` exported at `shape` (None: a
+    keep-ratio config takes any padded size unless `static_shape`; see
+    :func:`export_detector`)."""
     from mmdet.utils import get_test_pipeline_cfg
     detector = wrapper.detector
     pre, head = detector.data_preprocessor, wrapper.head
@@ -192,7 +195,8 @@ def make_meta(cfg: Config, wrapper: nn.Module, checkpoint: dict,
         shape = check_shape(shape, divisor)
     pad = [m + pre.pad_value * s for m, s in zip(mean, std)]
     rule = rule_from_pipeline(get_test_pipeline_cfg(cfg), shape, divisor,
-                              pad)
+                              pad, static_shape or shape is not None,
+                              max(1, int(pre.pad_size_divisor)))
     wrapper_cfg = wrapper.cfg
     classes, palette = dataset_meta(cfg, checkpoint, head.num_classes)
     return DeployMeta(
@@ -207,36 +211,65 @@ def make_meta(cfg: Config, wrapper: nn.Module, checkpoint: dict,
         mean=mean, std=std, palette=palette,
         source=source,
         masks=bool(getattr(wrapper, 'with_masks', False)),
-        mask_thr=float(wrapper_cfg.get('mask_thr', 0.5)))
+        mask_thr=float(wrapper_cfg.get('mask_thr', 0.5)),
+        img_shape_input=rule.mode != 'stretch')
+
+
+def trace_shape(wrapper: nn.Module, divisor: int) -> Tuple[int, int]:
+    """A small, non-square ``(H, W)`` to trace a dynamic-size export at
+    (any size works; a non-square one keeps H and W apart)."""
+    step = math.lcm(network_stride(wrapper.detector), divisor)
+    return 3 * step, 4 * step
+
+
+def dynamic_axes(meta: DeployMeta, names: Sequence[str]
+                 ) -> Optional[Dict[str, Dict[int, str]]]:
+    """The exporter's ``dynamic_axes``: the batch if ``dynamic_batch``,
+    H and W of ``input`` (and ``masks``) if the resize is dynamic."""
+    axes: Dict[str, Dict[int, str]] = {}
+    for name in input_names(meta) + tuple(names):
+        axes[name] = {0: 'batch'} if meta.dynamic_batch else {}
+        if meta.resize.dynamic and name in ('input', 'masks'):
+            axes[name].update({2: 'height', 3: 'width'})
+    return {k: v for k, v in axes.items() if v} or None
+
+
+def input_names(meta: DeployMeta) -> Tuple[str, ...]:
+    """The graph's inputs: ``input``, and ``img_shape`` for keep-ratio
+    rules (mmdet clamps boxes to the resized image, not its padding)."""
+    return ('input', 'img_shape') if meta.img_shape_input else ('input', )
 
 
 def export_wrapper(wrapper: nn.Module, meta: DeployMeta, out: str,
                    opset: int = DEFAULT_OPSET) -> str:
-    """Trace `wrapper` at ``meta.resize.size`` and write `out` atomically
-    with `meta` in its ``metadata_props``."""
+    """Trace `wrapper` at ``meta.resize.size`` (a dynamic-size rule: at
+    :func:`trace_shape`) and write `out` atomically with `meta` in its
+    ``metadata_props``."""
     import onnx
     if opset < MIN_OPSET:
         raise ValueError(f'opset must be >= {MIN_OPSET} (NonMaxSuppression), '
                          f'got {opset}')
     names = tuple(getattr(wrapper, 'output_names', OUTPUT_NAMES))
-    height, width = meta.resize.size
-    example = torch.rand(1, 3, height, width,
-                         generator=torch.Generator().manual_seed(0)) * 255
-    axes = None
-    if meta.dynamic_batch:
-        axes = {n: {0: 'batch'} for n in ('input', ) + names}
+    height, width = meta.resize.size or trace_shape(wrapper,
+                                                    meta.resize.divisor)
+    example = (torch.rand(1, 3, height, width,
+                          generator=torch.Generator().manual_seed(0)) * 255, )
+    if meta.img_shape_input:  # an image that does not fill the input
+        example += (torch.tensor([[height - 5., width - 7.]]), )
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        # Feature sizes and anchors are fixed by the export shape on
-        # purpose; the tracer reports every such Python int.
+        # The tracer reports Python ints taken from shapes (the fixed-size
+        # exports' sizes, mmdet's own shape checks).
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         warnings.simplefilter('ignore', DeprecationWarning)
         warnings.simplefilter('ignore', FutureWarning)
         with torch.no_grad():
-            torch.onnx.export(wrapper, (example, ), buffer, dynamo=False,
-                              opset_version=opset, input_names=['input'],
+            torch.onnx.export(wrapper, example, buffer, dynamo=False,
+                              opset_version=opset,
+                              input_names=list(input_names(meta)),
                               output_names=list(names),
-                              dynamic_axes=axes, do_constant_folding=True)
+                              dynamic_axes=dynamic_axes(meta, names),
+                              do_constant_folding=True)
     model = onnx.load_from_string(buffer.getvalue())
     for key, value in meta.to_props().items():
         entry = model.metadata_props.add()
@@ -255,7 +288,8 @@ def export_detector(config: Union[str, Config],
                     opset: int = DEFAULT_OPSET,
                     transforms: Sequence[Transform] = (),
                     masks: Optional[bool] = None,
-                    align: bool = True) -> DeployMeta:
+                    align: bool = True,
+                    static_shape: bool = False) -> DeployMeta:
     """Export a detector to one self-contained ONNX file.
 
     Single-stage detectors (SSD, SSDLite, RetinaNet) become
@@ -270,11 +304,14 @@ def export_detector(config: Union[str, Config],
             :func:`load_checkpoint_file` reads); must cover the model
             exactly. None keeps random weights (for tests and timing).
         out (str | PathLike): ``.onnx`` file to write (atomically).
-        shape (Sequence[int], optional): ``(H, W)`` of the graph input, a
-            multiple of the model's stride. Default: the config's test
-            resize (for keep-ratio configs the landscape canvas).
-        dynamic_batch (bool): Let the batch size vary (single-stage only).
-            Default: False.
+        shape (Sequence[int], optional): A fixed ``(H, W)`` of the graph
+            input, a multiple of the model's stride. Default: for a
+            stretching test resize its size; for a keep-ratio one any H
+            and W that are multiples of the preprocessor's
+            ``pad_size_divisor`` (resize mode ``keep_ratio_pad_divisor``:
+            exactly mmdet's input), or with `static_shape` the landscape
+            canvas.
+        dynamic_batch (bool): Let the batch size vary. Default: False.
         opset (int): ONNX opset, >= 11 (>= 16 for two-stage: RoiAlign's
             half_pixel mode). Default: 17.
         transforms (Sequence[Callable]): Applied in order to the eval-mode
@@ -287,6 +324,11 @@ def export_detector(config: Union[str, Config],
             of 4: same outputs, faster in onnxruntime; does nothing to a
             model without a ReXNet and warns for one it cannot pad, e.g.
             with GroupNorm). Default: True.
+        static_shape (bool): Export a keep-ratio config at a fixed canvas
+            (`shape`, default the config's ``(short, long)`` scale rounded
+            up to the stride) for runtimes that need static shapes; images
+            are then padded to the whole canvas, so detections differ from
+            mmdet's (docs/deployment.md). Default: False.
 
     Returns:
         DeployMeta: What was written into the file's metadata.
@@ -295,8 +337,8 @@ def export_detector(config: Union[str, Config],
         UnsupportedDetectorError: A detector, head, coder or ``test_cfg``
             the graph cannot express, or masks requested from a detector
             without a mask head.
-        ValueError: `shape` is not a multiple of the stride, `opset` is
-            too old, or a dynamic batch for a two-stage detector.
+        ValueError: `shape` is not a multiple of the stride, or `opset` is
+            too old.
         CheckpointMismatchError: `checkpoint` does not fit the config.
 
     Example:
@@ -317,10 +359,6 @@ def export_detector(config: Union[str, Config],
         raise ValueError(f'two-stage export needs opset >= '
                          f'{MIN_OPSET_TWO_STAGE} (RoiAlign half_pixel), '
                          f'got {opset}')
-    if two_stage and dynamic_batch:
-        raise ValueError(f'{name} is a two-stage detector: its export needs '
-                         'a fixed batch of 1 (dynamic_batch=True / '
-                         '--dynamic-batch is for single-stage detectors)')
     if masks and not (cfg.model.get('roi_head') or {}).get('mask_head'):
         raise UnsupportedDetectorError(
             f'masks requested, but {name} builds {cfg.model.get("type")!r}, '
@@ -333,6 +371,7 @@ def export_detector(config: Union[str, Config],
     source = dict(config=os.path.basename(str(name)),
                   checkpoint=os.path.basename(str(checkpoint)))
     wrapper = make_wrapper(detector, masks).eval()
-    meta = make_meta(cfg, wrapper, loaded, shape, dynamic_batch, source)
+    meta = make_meta(cfg, wrapper, loaded, shape, dynamic_batch, source,
+                     static_shape)
     export_wrapper(wrapper, meta, os.fspath(out), opset)
     return meta

@@ -14,7 +14,13 @@ from .resize import ResizeRule
 #: Format tag; a reader refuses files without it.
 FORMAT = 'rexnet_det.detector/1'
 INPUT_LAYOUT = ('input: float32 [N, 3, H, W], RGB, 0-255, already resized '
-                'by `resize`; mean/std normalisation is inside the graph')
+                'and padded by `resize` (mode keep_ratio_pad_divisor: '
+                'rescale keeping the ratio, pad bottom/right with '
+                'pad_value up to multiples of divisor; any such H, W); '
+                'mean/std normalisation is inside the graph')
+IMG_SHAPE_LAYOUT = ('img_shape: float32 [N, 2], (h, w) of each resized image '
+                    'before padding; boxes are clamped to it, as mmdet '
+                    'clamps them')
 OUTPUT_LAYOUT = ('dets: float32 [N, K, 5] (x1, y1, x2, y2, score) in input '
                  'pixels, descending score; labels: int64 [N, K] indices '
                  'into `classes`; K = max_per_img')
@@ -47,6 +53,9 @@ class DeployMeta:
             Default: False (files written before masks existed).
         mask_thr (float): Probability a mask pixel needs (mmdet's
             ``mask_thr_binary``, compared with ``>=``). Default: 0.5.
+        img_shape_input (bool): The graph has a second input,
+            ``img_shape`` (keep-ratio rules). Default: False (files written
+            before it existed, and stretching rules).
     """
     resize: ResizeRule
     classes: List[str]
@@ -62,11 +71,14 @@ class DeployMeta:
     source: Dict[str, str] = field(default_factory=dict)
     masks: bool = False
     mask_thr: float = 0.5
+    img_shape_input: bool = False
 
     def to_props(self) -> Dict[str, str]:
         """ONNX ``metadata_props`` entries (key -> JSON text)."""
         values = dict(
-            format=FORMAT, input_layout=INPUT_LAYOUT,
+            format=FORMAT,
+            input_layout=INPUT_LAYOUT + (f'; {IMG_SHAPE_LAYOUT}' if
+                                         self.img_shape_input else ''),
             output_layout=OUTPUT_LAYOUT + (f'; {MASK_LAYOUT}' if self.masks
                                            else ''),
             empty_slot=EMPTY_SLOT + ('; mask 0' if self.masks else ''),
@@ -75,7 +87,8 @@ class DeployMeta:
             nms_pre=self.nms_pre, max_per_img=self.max_per_img,
             dynamic_batch=self.dynamic_batch, detector=self.detector,
             mean=self.mean, std=self.std, palette=self.palette,
-            source=self.source, masks=self.masks, mask_thr=self.mask_thr)
+            source=self.source, masks=self.masks, mask_thr=self.mask_thr,
+            img_shape_input=self.img_shape_input)
         return {k: json.dumps(v) for k, v in values.items()}
 
     @classmethod

@@ -17,10 +17,16 @@ the same pieces for their RPN and their final boxes:
   (prior, class) pairs of one level, as mmdet's
   ``filter_scores_and_topk``;
 * :func:`batched_nms_fixed` - per-class NMS (mmcv's class-offset trick) and
-  top-``max_per_img`` into a fixed number of slots.
+  top-``max_per_img`` into a fixed number of slots;
+* :func:`grid_anchors` - an anchor generator's priors of one level,
+  computed from the feature map's shape, so that the exported graph takes
+  any input size (``Shape`` / ``Range`` instead of baked constants).
+
+Sizes read from ``tensor.shape`` are traced values during the export:
+nothing here turns them into Python ints, so the graph follows the input.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -28,6 +34,62 @@ from torch import Tensor
 
 #: Label of an empty output slot (its box and score are 0).
 EMPTY_LABEL = -1
+#: An int, or during the export a traced size (``tensor.shape[i]``).
+Size = Union[int, Tensor]
+#: Where boxes are clamped: ``(H, W)`` of every image, or a ``[B, 2]``
+#: tensor of each image's ``(h, w)`` (mmdet's ``img_shape``: the resized
+#: image without its padding).
+MaxShape = Union[Tuple[Size, Size], Tensor]
+
+
+def clamp_limit(max_shape: MaxShape, boxes: Tensor) -> Tensor:
+    """``(w, h, w, h)`` upper bounds that broadcast against ``[B, ..., 4]``
+    `boxes` (see :data:`MaxShape`)."""
+    if isinstance(max_shape, Tensor) and max_shape.dim() == 2:
+        wh = max_shape.to(boxes).flip(-1)
+        limit = torch.cat([wh, wh], -1)
+        for _ in range(boxes.dim() - 2):
+            limit = limit.unsqueeze(1)
+        return limit
+    height, width = (torch.as_tensor(s).to(boxes) for s in max_shape)
+    return torch.stack([width, height, width, height])
+
+
+def grid_anchors(base_anchors: Tensor, feat: Tensor,
+                 stride: Tuple[float, float]) -> Tensor:
+    """``[h * w * A, 4]`` anchors of a ``[B, C, h, w]`` feature map.
+
+    The same ops in the same order as mmdet 3.3.0's
+    ``AnchorGenerator.single_level_grid_priors`` (float ``arange`` times
+    the stride, added to the level's base anchors, row-major), so the
+    anchors are bit-identical; only the sizes come from ``feat.shape``,
+    which the exporter turns into ``Shape`` / ``Range`` ops.
+
+    Args:
+        base_anchors (Tensor): ``[A, 4]`` anchors at the first cell (the
+            generator's ``base_anchors[level]``).
+        feat (Tensor): The level's feature map.
+        stride (tuple[float, float]): ``(stride_w, stride_h)``.
+    """
+    base = base_anchors.to(device=feat.device, dtype=feat.dtype)
+    shift_x = torch.arange(feat.shape[3], device=feat.device).to(
+        feat.dtype) * stride[0]
+    shift_y = torch.arange(feat.shape[2], device=feat.device).to(
+        feat.dtype) * stride[1]
+    rows, cols = shift_y.shape[0], shift_x.shape[0]
+    xx = shift_x[None, :].expand(rows, cols).reshape(-1)
+    yy = shift_y[:, None].expand(rows, cols).reshape(-1)
+    shifts = torch.stack([xx, yy, xx, yy], dim=-1)
+    return (base[None, :, :] + shifts[:, None, :]).reshape(-1, 4)
+
+
+def level_anchors(generator: nn.Module, feats: Sequence[Tensor]
+                  ) -> list:
+    """:func:`grid_anchors` of every level of an mmdet ``AnchorGenerator``
+    (``SSDAnchorGenerator`` too) for these feature maps."""
+    return [grid_anchors(generator.base_anchors[i], feat,
+                         generator.strides[i])
+            for i, feat in enumerate(feats)]
 
 
 class InputNormalizer(nn.Module):
@@ -153,10 +215,15 @@ def select_candidates(scores: Tensor, score_thr: float, nms_pre: int,
         ``labels [B, K]`` (int64) and ``valid [B, K]`` (bool), with
         ``K = min(nms_pre, P * C)``.
     """
-    num_priors, num_classes = scores.shape[1], scores.shape[2]
+    num_classes = scores.shape[2]
     flat = scores.flatten(1)
-    total = num_priors * num_classes
-    k = total if nms_pre <= 0 else min(int(nms_pre), total)
+    total = flat.shape[1]  # traced in the export: depends on the input
+    if nms_pre <= 0:
+        k = total
+    elif isinstance(total, Tensor):
+        k = total.clamp(max=int(nms_pre))
+    else:
+        k = min(int(nms_pre), total)
     if stable and not torch.onnx.is_in_onnx_export():
         top_scores, index = flat.sort(dim=1, descending=True)
         top_scores, index = top_scores[:, :k], index[:, :k]
@@ -172,8 +239,10 @@ def batched_nms_fixed(boxes: Tensor, scores: Tensor, labels: Tensor,
     """Per-class NMS, then the ``max_per_img`` best, in fixed slots.
 
     As mmcv's ``batched_nms``: boxes of different classes are moved apart by
-    ``label * (max coordinate + 1)`` (the maximum over the valid boxes), so
-    one NMS over all of them never lets classes suppress each other.
+    ``label * (max coordinate + 1)`` (the maximum over the image's valid
+    boxes, as mmdet computes it per image), so one NMS over all of them
+    never lets classes suppress each other, and an image's result does not
+    depend on the other images of its batch.
 
     Args:
         boxes (Tensor): ``[B, M, 4]`` candidate boxes.
@@ -186,16 +255,16 @@ def batched_nms_fixed(boxes: Tensor, scores: Tensor, labels: Tensor,
     Returns:
         tuple: ``dets [B, K, 5]`` (x1, y1, x2, y2, score), ``labels [B, K]``
         int64 and ``index [B, K]`` (the candidate in each slot, for heads
-        that carry more per candidate). Slots are in descending score
-        order; empty slots have box and score 0 and label
-        :data:`EMPTY_LABEL`.
+        that carry more per candidate; may point past M in empty slots).
+        Slots are in descending score order; empty slots have box and
+        score 0 and label :data:`EMPTY_LABEL`.
     """
     if max_per_img < 1:
         raise ValueError(f'max_per_img must be >= 1, got {max_per_img}')
     zero = torch.zeros_like(scores)
     max_coordinate = torch.where(valid[..., None], boxes,
-                                 torch.zeros_like(boxes)).max()
-    offsets = labels.to(boxes.dtype) * (max_coordinate + 1)
+                                 torch.zeros_like(boxes)).flatten(1).amax(1)
+    offsets = labels.to(boxes.dtype) * (max_coordinate[:, None] + 1)
     boxes_for_nms = boxes + offsets[..., None]
     nms_scores = torch.where(valid, scores, zero - 1)
     selected = non_max_suppression(boxes_for_nms, nms_scores[:, None],
@@ -203,12 +272,12 @@ def batched_nms_fixed(boxes: Tensor, scores: Tensor, labels: Tensor,
     batch_index, box_index = selected[:, 0], selected[:, 2]
     kept = zero.index_put((batch_index, box_index),
                           scores[batch_index, box_index])
-    num_candidates = kept.shape[1]
-    if num_candidates < max_per_img:  # static: fewer candidates than slots
-        pad = max_per_img - num_candidates
-        kept = torch.cat([kept, kept[:, :1].expand(-1, pad) * 0], 1)
-        boxes = torch.cat([boxes, boxes[:, :1].expand(-1, pad, -1) * 0], 1)
-        labels = torch.cat([labels, labels[:, :1].expand(-1, pad)], 1)
+    # M may be below max_per_img (it follows the input size in a dynamic
+    # graph): K empty candidates make the TopK below always valid
+    pad = max_per_img
+    kept = torch.cat([kept, kept[:, :1].expand(-1, pad) * 0], 1)
+    boxes = torch.cat([boxes, boxes[:, :1].expand(-1, pad, -1) * 0], 1)
+    labels = torch.cat([labels, labels[:, :1].expand(-1, pad)], 1)
     top_scores, index = kept.topk(max_per_img, dim=1)
     filled = top_scores > 0
     top_boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
@@ -225,7 +294,7 @@ def gather_rows(x: Tensor, index: Tensor) -> Tensor:
 
 
 def delta_xywh_decode(priors: Tensor, deltas: Tensor,
-                      max_shape: Optional[Tuple[int, int]],
+                      max_shape: Optional[MaxShape],
                       means: Sequence[float] = (0., 0., 0., 0.),
                       stds: Sequence[float] = (1., 1., 1., 1.),
                       wh_ratio_clip: float = 16 / 1000,
@@ -241,7 +310,9 @@ def delta_xywh_decode(priors: Tensor, deltas: Tensor,
     Args:
         priors (Tensor): ``[..., 4]`` anchors (x1, y1, x2, y2).
         deltas (Tensor): ``[..., 4]`` regression outputs.
-        max_shape (tuple[int, int], optional): ``(H, W)`` to clamp to.
+        max_shape (tuple | Tensor, optional): Where to clamp (see
+            :data:`MaxShape`; with a tensor, `priors` and `deltas` are
+            ``[B, ..., 4]``).
         means, stds, wh_ratio_clip, clip_border, add_ctr_clamp, ctr_clamp:
             As the coder's attributes.
 
@@ -263,14 +334,13 @@ def delta_xywh_decode(priors: Tensor, deltas: Tensor,
     gwh = pwh * dwh.exp()
     boxes = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], -1)
     if clip_border and max_shape is not None:
-        height, width = max_shape
-        limit = boxes.new_tensor([width, height, width, height])
+        limit = clamp_limit(max_shape, boxes)
         boxes = torch.minimum(boxes.clamp(min=0), limit)
     return boxes
 
 
 def decode_with(coder: nn.Module, priors: Tensor, deltas: Tensor,
-                max_shape: Tuple[int, int]) -> Tensor:
+                max_shape: MaxShape) -> Tensor:
     """:func:`delta_xywh_decode` with a ``DeltaXYWHBBoxCoder``'s settings."""
     return delta_xywh_decode(
         priors, deltas, max_shape, coder.means, coder.stds,
@@ -279,7 +349,7 @@ def decode_with(coder: nn.Module, priors: Tensor, deltas: Tensor,
 
 
 def decode_levels_and_nms(mlvl: Sequence[Tuple[Tensor, ...]],
-                          coder: nn.Module, max_shape: Tuple[int, int],
+                          coder: nn.Module, max_shape: MaxShape,
                           cfg: dict) -> Tuple[Tensor, Tensor]:
     """Concatenate per-level ``(scores, classes, valid, deltas, priors)``,
     decode, drop boxes not larger than ``cfg['min_bbox_size']`` (when

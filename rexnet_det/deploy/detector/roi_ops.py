@@ -14,7 +14,7 @@
   (bilinear, zero padding, ``align_corners=False``) of each RoI mask into
   the whole image, computed as two separable interpolation ``MatMul``.
 """
-from typing import Sequence, Tuple
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -121,8 +121,8 @@ def multi_level_roi_align(feats: Sequence[Tensor], boxes: Tensor,
     return out
 
 
-def paste_masks(masks: Tensor, boxes: Tensor, height: int,
-                width: int) -> Tensor:
+def paste_masks(masks: Tensor, boxes: Tensor, height: Union[int, Tensor],
+                width: Union[int, Tensor]) -> Tensor:
     """Paste RoI mask probabilities into ``height x width`` images.
 
     mmdet 3.3.0's ``_do_paste_mask``: pixel centre ``p + 0.5`` maps to
@@ -145,8 +145,9 @@ def paste_masks(masks: Tensor, boxes: Tensor, height: int,
     Args:
         masks (Tensor): ``[R, h, w]`` probabilities.
         boxes (Tensor): ``[R, 4]`` boxes in image pixels.
-        height (int): Image height.
-        width (int): Image width.
+        height (int | Tensor): Image height (a traced size in the export:
+            the graph then pastes into inputs of any size).
+        width (int | Tensor): Image width.
 
     Returns:
         Tensor: ``[R, height, width]`` float32 probabilities.
@@ -154,7 +155,7 @@ def paste_masks(masks: Tensor, boxes: Tensor, height: int,
     masks = masks.float()
     x1, y1, x2, y2 = boxes.float().unbind(1)
 
-    def weights(size: int, low: Tensor, high: Tensor, cells: int) -> Tensor:
+    def weights(size, low: Tensor, high: Tensor, cells: int) -> Tensor:
         """``[R, size, cells]`` interpolation weights along one axis."""
         centres = torch.arange(size, dtype=torch.float32,
                                device=masks.device) + 0.5

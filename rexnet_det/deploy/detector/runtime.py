@@ -79,8 +79,8 @@ class _OrtSession:
         """The file's ``metadata_props``."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def __call__(self, batch: np.ndarray) -> List[np.ndarray]:
-        return self.session.run(None, {'input': batch})
+    def __call__(self, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        return self.session.run(None, inputs)
 
 
 class _OpenVinoSession:
@@ -103,14 +103,14 @@ class _OpenVinoSession:
             return {}
         return {k: v.astype(str) for k, v in info['framework'].items()}
 
-    def __call__(self, batch: np.ndarray) -> List[np.ndarray]:
-        result = self.request.infer({'input': batch})
+    def __call__(self, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        result = self.request.infer(inputs)
         return [np.asarray(result[o]) for o in self.outputs]
 
 
 def open_session(path: str, runtime: str = 'ort', threads: int = 0):
-    """A callable ``batch -> [dets, labels(, masks)]`` for `path` on
-    `runtime`.
+    """A callable ``{input name: array} -> [dets, labels(, masks)]`` for
+    `path` on `runtime`.
 
     Raises:
         ValueError: Unknown `runtime`.
@@ -170,24 +170,39 @@ class DeployedDetector:
         """Read and resize one image into the graph's input."""
         return self.meta.resize.apply(read_image(image))
 
-    def infer(self, batch: np.ndarray) -> Tuple[np.ndarray, ...]:
+    def infer(self, batch: np.ndarray,
+              img_shapes: Optional[Sequence[Tuple[int, int]]] = None
+              ) -> Tuple[np.ndarray, ...]:
         """Run the graph on a prepared ``[N, 3, H, W]`` batch.
+
+        `img_shapes`: ``(h, w)`` of each resized image before padding
+        (:attr:`PreparedImage.img_shape`), where files with an
+        ``img_shape`` input clamp boxes, as mmdet does. Default: the
+        whole input (no padding).
+
+        Raises:
+            ValueError: The shape does not fit the file (a fixed size
+                other than its own, H or W not a multiple of the resize
+                rule's divisor, N > 1 without a dynamic batch); the
+                message names the shape.
 
         Returns:
             tuple: Raw ``dets [N, K, 5]`` and ``labels [N, K]`` (input
             pixels, empty slots included), and for models with masks
             ``masks [N, K, H, W]`` (probabilities in input pixels).
         """
-        expected = [3] + self.meta.resize.size
-        if batch.ndim != 4 or list(batch.shape[1:]) != expected:
-            raise ValueError(f'{self.path} takes [N, {expected[0]}, '
-                             f'{expected[1]}, {expected[2]}] input, got '
-                             f'{list(batch.shape)}')
+        self.meta.resize.check_input_shape(batch.shape, self.path)
         if batch.shape[0] != 1 and not self.meta.dynamic_batch:
             raise ValueError(f'{self.path} was exported for batch 1, got '
                              f'{batch.shape[0]}; export with '
                              '--dynamic-batch')
-        return tuple(self.session(np.ascontiguousarray(batch, np.float32)))
+        inputs = {'input': np.ascontiguousarray(batch, np.float32)}
+        if self.meta.img_shape_input:
+            if img_shapes is None:
+                img_shapes = [batch.shape[2:]] * batch.shape[0]
+            inputs['img_shape'] = np.asarray(img_shapes, np.float32).reshape(
+                batch.shape[0], 2)
+        return tuple(self.session(inputs))
 
     def postprocess(self, dets: np.ndarray, labels: np.ndarray,
                     prepared: PreparedImage,
@@ -196,7 +211,7 @@ class DeployedDetector:
         (`masks`: its ``[K, H, W]`` probabilities, see the module doc)."""
         filled = labels >= 0
         boxes = dets[filled, :4]
-        if self.meta.resize.mode == 'keep_ratio':
+        if self.meta.resize.mode != 'stretch':
             # mmdet clamps to the resized image, not to the padded canvas;
             # boxes that lay entirely in the padding vanish.
             h, w = prepared.img_shape
@@ -238,17 +253,31 @@ class DeployedDetector:
     def predict(self, image: Image) -> Detections:
         """Detections on one image (BGR array or path), in its pixels."""
         prepared = self.prepare(image)
-        outputs = self.infer(prepared.input[None])
+        outputs = self.infer(prepared.input[None], [prepared.img_shape])
         return self.postprocess(*(o[0] for o in outputs[:2]), prepared,
                                 outputs[2][0] if len(outputs) > 2 else None)
 
     def predict_batch(self, images: Sequence[Image]) -> List[Detections]:
         """:meth:`predict` on several images in one run (needs a
-        ``--dynamic-batch`` export for more than one)."""
+        ``--dynamic-batch`` export for more than one).
+
+        Raises:
+            ValueError: The images' padded inputs differ in size (a
+                ``keep_ratio_pad_divisor`` file takes one size per run, as
+                each image must see mmdet's own padding); the message
+                lists the shapes.
+        """
         prepared = [self.prepare(image) for image in images]
         if not prepared:
             return []
-        outputs = self.infer(np.stack([p.input for p in prepared]))
+        shapes = sorted({p.input.shape[1:] for p in prepared})
+        if len(shapes) > 1:
+            raise ValueError(
+                f'{self.path}: one batch takes images of one padded size, '
+                f'got {len(shapes)} sizes (H, W) {shapes}; group the images '
+                'by padded size or call predict() on each')
+        outputs = self.infer(np.stack([p.input for p in prepared]),
+                             [p.img_shape for p in prepared])
         masks = outputs[2] if len(outputs) > 2 else [None] * len(prepared)
         return [self.postprocess(d, lab, p, m) for d, lab, p, m in
                 zip(outputs[0], outputs[1], prepared, masks)]

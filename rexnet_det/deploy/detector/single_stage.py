@@ -10,21 +10,22 @@ post-processing step by step:
 
 1. per level, class scores (softmax without background, or sigmoid);
 2. per level, the ``nms_pre`` best (prior, class) pairs above ``score_thr``;
-3. decoding of their deltas against the head's own anchors, clamped to the
-   input;
+3. decoding of their deltas against the head's own anchors (computed in
+   the graph from the feature maps' shapes, so the input size may vary),
+   clamped to the input;
 4. boxes no wider / taller than ``min_bbox_size`` dropped;
 5. per-class NMS (mmcv's class-offset ``batched_nms``) and the
    ``max_per_img`` best, in fixed output slots.
 
 Called in PyTorch it gives what the exported graph gives.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch.nn as nn
 from torch import Tensor
 
 from .ops import (InputNormalizer, decode_levels_and_nms, gather_rows,
-                  select_candidates)
+                  level_anchors, select_candidates)
 
 #: Output names (as mmdeploy's, so existing clients fit).
 OUTPUT_NAMES = ('dets', 'labels')
@@ -124,7 +125,6 @@ class SingleStageExport(nn.Module):
     """
 
     output_names = OUTPUT_NAMES
-
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         check_single_stage(detector)
@@ -132,21 +132,10 @@ class SingleStageExport(nn.Module):
         self.cfg = _test_cfg(detector.bbox_head)
         self.normalizer = InputNormalizer.from_preprocessor(
             detector.data_preprocessor)
-        self._priors: Dict[Tuple, List[Tensor]] = {}
 
     @property
     def head(self) -> nn.Module:
         return self.detector.bbox_head
-
-    def priors(self, sizes: List[Tuple[int, int]], like: Tensor
-               ) -> List[Tensor]:
-        """The head's anchors per level (fixed by the feature sizes, so
-        they become constants of the graph)."""
-        key = (tuple(sizes), like.dtype, like.device)
-        if key not in self._priors:
-            self._priors[key] = self.head.prior_generator.grid_priors(
-                sizes, dtype=like.dtype, device=like.device)
-        return self._priors[key]
 
     def class_scores(self, logits: Tensor) -> Tensor:
         """``[B, P, C]`` scores from ``[B, P, cls_out_channels]`` logits."""
@@ -154,16 +143,22 @@ class SingleStageExport(nn.Module):
             return logits.sigmoid()
         return logits.softmax(-1)[..., :-1]  # background is the last class
 
-    def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:
-        height, width = int(images.shape[2]), int(images.shape[3])
+    def forward(self, images: Tensor, img_shape: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Tensor]:
+        """`img_shape`: ``[N, 2]`` ``(h, w)`` of each resized image before
+        padding, where mmdet clamps boxes; None: the whole input."""
+        # traced sizes in the export: the graph follows the input's shape
+        max_shape = (images.shape[2], images.shape[3]) if img_shape is None \
+            else img_shape
         feats = self.detector.extract_feat(self.normalizer(images))
         cls_scores, bbox_preds = self.head(feats)
-        sizes = [(int(s.shape[2]), int(s.shape[3])) for s in cls_scores]
         batch = images.shape[0]
         cfg = self.cfg
         mlvl = []
+        priors_per_level = level_anchors(self.head.prior_generator,
+                                         cls_scores)
         for logits, deltas, priors in zip(cls_scores, bbox_preds,
-                                          self.priors(sizes, images)):
+                                          priors_per_level):
             logits = logits.permute(0, 2, 3, 1).reshape(
                 batch, -1, self.head.cls_out_channels)
             deltas = deltas.permute(0, 2, 3, 1).reshape(batch, -1, 4)
@@ -172,5 +167,5 @@ class SingleStageExport(nn.Module):
             mlvl.append((scores, labels, valid,
                          gather_rows(deltas, prior_index),
                          priors[prior_index]))
-        return decode_levels_and_nms(mlvl, self.head.bbox_coder,
-                                     (height, width), cfg)
+        return decode_levels_and_nms(mlvl, self.head.bbox_coder, max_shape,
+                                     cfg)

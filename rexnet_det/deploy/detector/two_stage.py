@@ -6,7 +6,8 @@ masks) out.
 reproduces its predict step by step, from the raw outputs of its layers:
 
 1. RPN, per level: objectness scores, the ``nms_pre`` best anchors,
-   decoding against the head's anchors (clamped to the input);
+   decoding against the head's anchors (computed from the feature maps'
+   shapes, so the input size and batch may vary; clamped to the input);
 2. RPN, all levels: proposals no wider / taller than ``min_bbox_size``
    dropped, NMS with the levels as classes (mmdet's
    ``RPNHead._bbox_post_process`` runs ``batched_nms`` over level ids) and
@@ -21,16 +22,18 @@ reproduces its predict step by step, from the raw outputs of its layers:
 
 Called in PyTorch it gives what the exported graph gives. Proposal and
 detection slots are fixed; empty ones are masked out (box and score 0,
-label -1, mask 0).
+label -1, mask 0). Every image of a batch is processed as if alone (NMS,
+top-k and class offsets are per image).
 """
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .ops import (InputNormalizer, batched_nms_fixed, decode_levels_and_nms,
-                  decode_with, gather_rows, select_candidates)
+from .ops import (InputNormalizer, MaxShape, Size, batched_nms_fixed,
+                  decode_levels_and_nms, decode_with, gather_rows,
+                  level_anchors, select_candidates)
 from .roi_ops import multi_level_roi_align, paste_masks
 from .single_stage import UnsupportedDetectorError, nms_iou
 
@@ -183,33 +186,23 @@ class TwoStageExport(nn.Module):
             mask_thr=float(rcnn_cfg.get('mask_thr_binary', 0.5)))
         self.normalizer = InputNormalizer.from_preprocessor(
             detector.data_preprocessor)
-        self._priors: Dict[Tuple, list] = {}
 
     @property
     def head(self) -> nn.Module:
         """The final box head (its ``num_classes`` are the classes)."""
         return self.detector.roi_head.bbox_head
 
-    def priors(self, sizes, like: Tensor) -> list:
-        """The RPN's anchors per level (constants of the graph)."""
-        key = (tuple(sizes), like.dtype, like.device)
-        if key not in self._priors:
-            self._priors[key] = \
-                self.detector.rpn_head.prior_generator.grid_priors(
-                    sizes, dtype=like.dtype, device=like.device)
-        return self._priors[key]
-
-    def proposals(self, feats: Sequence[Tensor], height: int, width: int
+    def proposals(self, feats: Sequence[Tensor], max_shape: MaxShape
                   ) -> Tuple[Tensor, Tensor]:
         """``[B, P, 4]`` proposals and ``[B, P]`` validity, P = the RPN's
         ``max_per_img``, as ``RPNHead.predict(rescale=False)``."""
         head, cfg = self.detector.rpn_head, self.rpn_cfg
         cls_scores, bbox_preds = head(feats)
-        sizes = [(int(s.shape[2]), int(s.shape[3])) for s in cls_scores]
         batch = feats[0].shape[0]
         mlvl = []
         for level, (logits, deltas, priors) in enumerate(zip(
-                cls_scores, bbox_preds, self.priors(sizes, feats[0]))):
+                cls_scores, bbox_preds,
+                level_anchors(head.prior_generator, cls_scores))):
             logits = logits.permute(0, 2, 3, 1).reshape(
                 batch, -1, head.cls_out_channels)
             scores = logits.sigmoid() if head.use_sigmoid_cls else \
@@ -222,24 +215,26 @@ class TwoStageExport(nn.Module):
                          gather_rows(deltas, index), priors[index]))
         # the FPN level is the NMS group, as in mmdet's batched_nms
         dets, levels = decode_levels_and_nms(mlvl, head.bbox_coder,
-                                             (height, width), cfg)
+                                             max_shape, cfg)
         return dets[..., :4], levels >= 0
 
     def roi_features(self, extractor: nn.Module, feats: Sequence[Tensor],
                      boxes: Tensor) -> Tensor:
         """``[B * R, C, h, w]`` RoI features of ``[B, R, 4]`` boxes."""
-        batch, count = boxes.shape[0], boxes.shape[1]
-        batch_index = torch.arange(batch, device=boxes.device
-                                   ).repeat_interleave(count)
+        batch = boxes.shape[0]
+        # [B, R] image index of every box (traced: follows the batch)
+        batch_index = torch.zeros_like(boxes[..., 0], dtype=torch.long) + \
+            torch.arange(batch, device=boxes.device)[:, None]
         layer = extractor.roi_layers[0]
         return multi_level_roi_align(
-            feats[:extractor.num_inputs], boxes.reshape(-1, 4), batch_index,
+            feats[:extractor.num_inputs], boxes.reshape(-1, 4),
+            batch_index.reshape(-1),
             tuple(layer.output_size), extractor.featmap_strides,
             int(layer.sampling_ratio), bool(layer.aligned),
             float(extractor.finest_scale))
 
     def detections(self, feats: Sequence[Tensor], proposals: Tensor,
-                   valid: Tensor, height: int, width: int
+                   valid: Tensor, max_shape: MaxShape
                    ) -> Tuple[Tensor, Tensor]:
         """``StandardRoIHead.predict_bbox(rescale=False)`` in fixed slots."""
         roi, head, cfg = self.detector.roi_head, self.head, self.cfg
@@ -251,8 +246,7 @@ class TwoStageExport(nn.Module):
                                                        num_classes)
         deltas = bbox_pred.reshape(batch, count, -1, 4)
         priors = proposals[:, :, None, :].expand_as(deltas)
-        boxes = decode_with(head.bbox_coder, priors, deltas,
-                            (height, width))
+        boxes = decode_with(head.bbox_coder, priors, deltas, max_shape)
         boxes = boxes.expand(batch, count, num_classes, 4)  # agnostic: 1
         labels = torch.arange(num_classes, device=scores.device).expand(
             batch, count, num_classes)
@@ -264,7 +258,7 @@ class TwoStageExport(nn.Module):
         return dets, labels
 
     def masks(self, feats: Sequence[Tensor], dets: Tensor, labels: Tensor,
-              height: int, width: int) -> Tensor:
+              height: Size, width: Size) -> Tensor:
         """``[B, K, H, W]`` mask probabilities of the detections' classes
         pasted into the input (0 in empty slots)."""
         roi = self.detector.roi_head
@@ -283,12 +277,17 @@ class TwoStageExport(nn.Module):
         pasted = paste_masks(probs, boxes.reshape(-1, 4), height, width)
         return pasted.reshape(batch, count, height, width)
 
-    def forward(self, images: Tensor) -> Tuple[Tensor, ...]:
-        height, width = int(images.shape[2]), int(images.shape[3])
+    def forward(self, images: Tensor, img_shape: Optional[Tensor] = None
+                ) -> Tuple[Tensor, ...]:
+        """`img_shape`: ``[N, 2]`` ``(h, w)`` of each resized image before
+        padding, where mmdet clamps proposals and boxes; None: the whole
+        input."""
+        # traced sizes in the export: the graph follows the input's shape
+        height, width = images.shape[2], images.shape[3]
+        max_shape = (height, width) if img_shape is None else img_shape
         feats = self.detector.extract_feat(self.normalizer(images))
-        proposals, valid = self.proposals(feats, height, width)
-        dets, labels = self.detections(feats, proposals, valid, height,
-                                       width)
+        proposals, valid = self.proposals(feats, max_shape)
+        dets, labels = self.detections(feats, proposals, valid, max_shape)
         if not self.with_masks:
             return dets, labels
         return dets, labels, self.masks(feats, dets, labels, height, width)

@@ -23,6 +23,9 @@ from .runtime import DeployedDetector, Detections
 
 IOU_THR = 0.98
 SCORE_TOL = 2e-3
+#: Detections at or above this score are "confident" (``infer.py``'s
+#: default display threshold); the report pairs them up separately.
+CONFIDENT_SCORE = 0.3
 
 
 @dataclass
@@ -40,6 +43,11 @@ class VerifyReport:
         seconds (dict): Wall time of ``reference`` (mmdet's
             ``inference_detector``) and ``deployed`` (``predict``) over all
             images, reading the file included.
+        confident (DetectionMatch): The pairing of the confident, untied
+            detections only (:func:`confident_untied`): low-scoring ones
+            can hinge on exact score ties upstream (an under-trained RPN
+            scoring padding anchors alike), whose order each runtime
+            resolves its own way.
     """
     images: int
     match: DetectionMatch
@@ -48,6 +56,7 @@ class VerifyReport:
     metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     segm_metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     seconds: Dict[str, float] = field(default_factory=dict)
+    confident: DetectionMatch = field(default_factory=DetectionMatch)
 
     @property
     def segm_map_reference(self) -> Optional[float]:
@@ -74,7 +83,11 @@ class VerifyReport:
                 f'{m.worst_score_diff:.2g}; bbox mAP PyTorch '
                 f'{self.map_reference:.4f} vs deployed '
                 f'{self.map_deployed:.4f} (diff '
-                f'{self.map_deployed - self.map_reference:+.4f})' + (
+                f'{self.map_deployed - self.map_reference:+.4f}); confident '
+                f'(score >= {CONFIDENT_SCORE:g}), untied detections '
+                f'{self.confident.matched}/'
+                f'{max(self.confident.reference, self.confident.candidate)}'
+                ' matched' + (
                     f'; worst mask IoU {m.worst_mask_iou:.4f} over '
                     f'{m.mask_pairs} pairs; segm mAP PyTorch '
                     f'{self.segm_map_reference:.4f} vs deployed '
@@ -153,6 +166,18 @@ def coco_results(detections: List[Detections], image_ids: List[int],
     return out
 
 
+def confident_untied(det: Detections) -> Tuple:
+    """``(bboxes, scores, labels)`` and masks (or None) of the detections
+    scoring >= :data:`CONFIDENT_SCORE` whose score no other detection of
+    the image shares."""
+    import numpy as np
+    _, inverse, counts = np.unique(det.scores, return_inverse=True,
+                                   return_counts=True)
+    keep = (det.scores >= CONFIDENT_SCORE) & (counts[inverse] == 1)
+    return ((det.bboxes[keep], det.scores[keep], det.labels[keep]),
+            None if det.masks is None else det.masks[keep])
+
+
 def _category_ids(ann: dict, classes: List[str], ann_file: str) -> List[int]:
     by_name = {c['name']: c['id'] for c in ann.get('categories', [])}
     missing = [c for c in classes if c not in by_name]
@@ -209,6 +234,7 @@ def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
     cat_ids = _category_ids(ann, deployed.classes, ann_file)
     with_masks = deployed.meta.masks
     match, reference, candidate = DetectionMatch(), [], []
+    confident = DetectionMatch()
     seconds = dict(reference=0.0, deployed=0.0)
     for i, info in enumerate(images):
         path = osp.join(img_dir, info['file_name'])
@@ -227,6 +253,11 @@ def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
             (ref.bboxes, ref.scores, ref.labels),
             (dep.bboxes, dep.scores, dep.labels), IOU_THR, SCORE_TOL,
             (ref.masks, dep.masks) if with_masks else None)
+        (ref_sure, ref_masks), (dep_sure, dep_masks) = (
+            confident_untied(ref), confident_untied(dep))
+        confident = confident + match_detections(
+            ref_sure, dep_sure, IOU_THR, SCORE_TOL,
+            (ref_masks, dep_masks) if with_masks else None)
         reference.append(ref)
         candidate.append(dep)
         if progress:
@@ -241,4 +272,5 @@ def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
     segm = {name: e['segm'] for name, e in evaluated.items()} \
         if with_masks else {}
     return VerifyReport(len(images), match, metrics['reference']['AP'],
-                        metrics['deployed']['AP'], metrics, segm, seconds)
+                        metrics['deployed']['AP'], metrics, segm, seconds,
+                        confident)
