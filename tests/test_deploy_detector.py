@@ -12,8 +12,8 @@ import onnx
 import pytest
 import torch
 
-from rexnet_det.analysis.busy_weights import busy_weights
-from rexnet_det.analysis.detectors import build_detector, load_config
+from tools.lib.busy_weights import busy_weights
+from tools.lib.detectors import build_detector, load_config
 from rexnet_det.datasets import (ImageLoadError, SyntheticCocoSpec,
                                  make_synthetic_coco)
 from rexnet_det.deploy.compare import match_detections
