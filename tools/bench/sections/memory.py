@@ -8,6 +8,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -100,7 +101,7 @@ def run(opts: BenchmarkOptions) -> dict:
     # A fixed mmap threshold makes glibc return every large block to the
     # OS when freed, so the resident size follows the live tensors.
     env.update(MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
-    order = [0, 1] * (1 if opts.quick else 3)
+    order = [0, 1] * (1 if opts.quick else 2)
     for flag in order:
         cmd = [sys.executable, '-m', __name__, str(flag),
                '--mask-batch', str(opts.mask_batch),
@@ -115,7 +116,7 @@ def run(opts: BenchmarkOptions) -> dict:
     for flag in (False, True):
         mine = [r for r in runs if r['with_cp'] == flag]
         summary[f'with_cp={flag}'] = {
-            k: sorted(r[k] for r in mine)[len(mine) // 2]
+            k: statistics.median(r[k] for r in mine)
             for k in ('peak_mb', 'activation_peak_mb',
                       'saved_for_backward_mb', 'libs_rss_mb', 'step_s')}
     off, on = summary['with_cp=False'], summary['with_cp=True']
