@@ -21,11 +21,9 @@ SCRIPT = textwrap.dedent('''
                                    'tools'))
     from mmengine.config import Config
     from mmengine.runner import Runner
-    from tools.lib.detectors import build_detector
-    from tools.lib.flops import image_complexity
     from rexnet_det.checkpoint import load_model
     from rexnet_det.datasets import make_synthetic_coco
-    from rexnet_det.utils.configs import resolve_config
+    from rexnet_det.utils.configs import build_model, load_config
 
     data = make_synthetic_coco('data', num_train=4, num_val=2, size=64)
     # a downstream project's config inheriting ours by scope
@@ -127,7 +125,7 @@ def test_wheel_ships_the_product_and_no_benchmark_code(installed):
     assert leaked == []
 
 
-def test_train_test_analysis_from_another_folder(installed, tmp_path):
+def test_train_test_and_build_from_another_folder(installed, tmp_path):
     _, site = installed
     env = dict(os.environ, PYTHONPATH=site, OMP_NUM_THREADS='1')
     proc = subprocess.run(

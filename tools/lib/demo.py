@@ -29,7 +29,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-from rexnet_det.utils.configs import resolve_config
+from rexnet_det.utils.configs import load_config
 
 DEFAULT_CONFIG = 'rexnet_det::demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py'
 #: The demo's goals, judged below: bbox mAP the briefly trained Mask R-CNN
@@ -60,8 +60,7 @@ def section(title: str) -> None:
 
 def build_cfg(args: DemoOptions, data_root: str, work_dir: str):
     """The demo config with the data, work dir, seed and epochs set."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(resolve_config(args.config))
+    cfg = load_config(args.config)
     ann_val = osp.join(data_root, 'annotations/instances_val.json')
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = data_root + '/'
