@@ -134,7 +134,8 @@ def quick():
     """One --quick run of every section (a smoke test, not a measurement),
     without the two-stage detectors (their export and runtime are
     tests/test_deploy_two_stage.py's; the committed run has their rows)."""
-    opts = BenchmarkOptions(quick=True)
+    opts = BenchmarkOptions(quick=True, command='python tools/benchmark.py '
+                            '--quick --out quick.json')
     opts.mask_image_sizes = ()
     return run_benchmark(opts, log=None)
 
@@ -172,8 +173,9 @@ def test_quick_run_covers_every_section_and_goal(quick):
     assert set(tables) == set(MARKER_NAMES) - {
         'mask_rcnn_latency_128x128', 'mask_rcnn_latency_800x1333'}
     assert tables['backbones'].count('\n| ') == 20  # one line per row
-    assert '`python tools/benchmark.py --out benchmarks/results.json`' in \
-        tables['goals']
+    # each table names the command that made it
+    assert all('`python tools/benchmark.py --quick --out quick.json`, then '
+               '`python tools/gen_tables.py' in t for t in tables.values())
 
 
 def test_benchmark_cli_names_an_unknown_section(tmp_path):

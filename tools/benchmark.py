@@ -66,15 +66,24 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument('--rounds', type=int, default=d.rounds)
     parser.add_argument('--calls', type=int, default=d.calls,
                         help='timed calls per case and round')
+    parser.add_argument('--mask-image-sizes', type=int, nargs='+',
+                        metavar='H W', default=[v for hw in d.mask_image_sizes
+                                                for v in hw],
+                        help='images (H W pairs) of the Mask R-CNN latency '
+                        'rows')
     parser.add_argument('--no-openvino', action='store_true')
     parser.add_argument('--quick', action='store_true',
                         help='tiny sizes, one round: a smoke test of every '
                         'path, not a measurement')
     args = parser.parse_args(argv)
+    sizes = args.mask_image_sizes
+    if len(sizes) % 2 or min(sizes) < 32:
+        parser.error(f'--mask-image-sizes takes H W pairs >= 32, got {sizes}')
     try:
         opts = BenchmarkOptions(
             only=args.only, threads=args.threads, sizes=args.sizes,
             rounds=args.rounds, calls=args.calls,
+            mask_image_sizes=list(zip(sizes[::2], sizes[1::2])),
             openvino=not args.no_openvino, quick=args.quick,
             command=' '.join(['python', 'tools/benchmark.py'] +
                              (argv if argv is not None else sys.argv[1:])))

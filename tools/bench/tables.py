@@ -6,7 +6,6 @@ from typing import Dict
 
 from .sections import discover
 
-COMMAND = 'python tools/benchmark.py --out benchmarks/results.json'
 MARKER = re.compile(r'(<!-- bench:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)'
                     r'(<!-- /bench:(?P=name) -->)', re.S)
 
@@ -39,9 +38,10 @@ def goals_table(goals: list) -> str:
 def render(record: dict) -> Dict[str, str]:
     """Table name -> Markdown body (a table, then the command and the
     machine that produced it)."""
-    footer = (f'\n\n<sub>`{COMMAND}` then `python tools/gen_tables.py '
-              f'benchmarks/results.json`; {machine_line(record["meta"])}'
-              '.</sub>')
+    meta = record['meta']
+    footer = (f'\n\n<sub>`{meta["command"]}`, then `python '
+              f'tools/gen_tables.py benchmarks/results.json`; '
+              f'{machine_line(meta)}.</sub>')
     sections = discover()
     out = dict(goals=goals_table(record['goals']))
     for name, result in record['sections'].items():
