@@ -17,8 +17,8 @@ test: setup
 demo: setup
 	$(PY) tools/demo.py
 
-# Every comparison the docs show, into one results file (~15 min on 2
-# cores), then the README/docs tables regenerated from it.
+# Every comparison the docs show, into one results file, then the
+# README/docs tables regenerated from it (docs/performance.md, "Method").
 benchmark: setup
 	$(PY) tools/benchmark.py --out benchmarks/results.json
 	$(PY) tools/gen_tables.py benchmarks/results.json

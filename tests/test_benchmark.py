@@ -18,7 +18,7 @@ RESULTS = osp.join(ROOT, 'benchmarks', 'results.json')
 MARKER_NAMES = ('goals', 'backbones', 'alignment', 'alignment_profile',
                 'eager_forms', 'eager_profile', 'training', 'memory',
                 'ssdlite_latency', 'mask_rcnn_latency_128x128',
-                'mask_rcnn_latency_800x1333', 'checkpoint_load')
+                'checkpoint_load')
 
 
 def _ratio(median, low=None, high=None):
@@ -170,8 +170,7 @@ def test_quick_run_covers_every_section_and_goal(quick):
                           'SSDLite-ReXNet-1.0x aligned')
         for rt in ('pytorch', 'ort', 'openvino')}
     tables = render(quick)
-    assert set(tables) == set(MARKER_NAMES) - {
-        'mask_rcnn_latency_128x128', 'mask_rcnn_latency_800x1333'}
+    assert set(tables) == set(MARKER_NAMES) - {'mask_rcnn_latency_128x128'}
     assert tables['backbones'].count('\n| ') == 20  # one line per row
     # each table names the command that made it
     assert all('`python tools/benchmark.py --quick --out quick.json`, then '

@@ -10,8 +10,6 @@ import onnx
 import pytest
 import torch
 
-from tools.lib.busy_weights import busy_two_stage_weights
-from tools.lib.detectors import build_detector
 from rexnet_det.datasets import SyntheticCocoSpec, make_synthetic_coco
 from rexnet_det.deploy.compare import mask_iou, match_detections
 from rexnet_det.deploy.detector import (DeployedDetector, TwoStageExport,
@@ -21,6 +19,8 @@ from rexnet_det.deploy.detector.roi_ops import (map_roi_levels,
                                                 multi_level_roi_align,
                                                 paste_masks, roi_align)
 from rexnet_det.deploy.detector.verify import ready_for_inference
+from tools.lib.busy_weights import busy_two_stage_weights
+from tools.lib.detectors import build_detector
 
 from .conftest import ROOT, train_briefly_and_export
 from .test_deploy_detector import (config, deploy_tool, filled, images,
