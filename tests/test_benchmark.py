@@ -151,16 +151,19 @@ def test_quick_run_covers_every_section_and_goal(quick):
     assert {g['name'] for g in quick['goals']} == set(GOALS)
     rows = quick['sections']['backbones']['rows']
     pairs = [(r['model'], r['runtime']) for r in rows]
-    assert len(pairs) == len(set(pairs)) == 20  # 7 ORT, 5 OpenVINO, 8 eager
+    # 7 ORT, 5 OpenVINO, 8 eager, 2 more eager forms of ReXNet-1.0x
+    assert len(pairs) == len(set(pairs)) == 22
     # a peer against itself: exactly 1 on both clocks, every runtime
     peer = [r for r in rows if r['model'] == 'MobileNetV2']
     assert [r['runtime'] for r in peer] == ['ort', 'openvino', 'eager',
                                             'eager fused']
     assert all(r['per_flop'][c] == _ratio(1.0) for r in peer
                for c in ('wall', 'cpu'))
-    forms = quick['sections']['eager_forms']['rows']
-    assert forms[0]['form'] == 'eval' and forms[0]['speedup']['cpu'] == \
-        _ratio(1.0)
+    forms = [r['runtime'] for r in rows if r['model'] == 'ReXNet-1.0x']
+    assert forms == ['eager', 'eager fused', 'eager fused NCHW',
+                     'eager aligned + fused']
+    assert all('speedup_vs_eval' in r for r in rows
+               if r['runtime'].startswith('eager '))
     training = quick['sections']['training']
     assert training['mask_rcnn']['losses_max_abs_diff'] == 0
     assert quick['sections']['memory']['losses_max_abs_diff'] == 0
@@ -171,7 +174,8 @@ def test_quick_run_covers_every_section_and_goal(quick):
         for rt in ('pytorch', 'ort', 'openvino')}
     tables = render(quick)
     assert set(tables) == set(MARKER_NAMES) - {'mask_rcnn_latency_128x128'}
-    assert tables['backbones'].count('\n| ') == 20  # one line per row
+    assert tables['backbones'].count('\n| ') == 22  # one line per row
+    assert tables['eager_forms'].count('\n| ') == 4
     # each table names the command that made it
     assert all('`python tools/benchmark.py --quick --out quick.json`, then '
                '`python tools/gen_tables.py' in t for t in tables.values())

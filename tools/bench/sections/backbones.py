@@ -189,6 +189,13 @@ def export_deployed(size: int, out_dir: str, openvino: bool = True,
                               module=model),
                      Deployed(LABELS[name], '', 'eager fused', macs[name],
                               module=fused_eager(name, model))]
+        # the fused eager limit: BN folding alone, and folding + alignment
+        rows += [Deployed(LABELS['ReXNet'], '', 'eager fused NCHW',
+                          macs['ReXNet'], module=fuse_model(
+                              copy.deepcopy(rexnet), channels_last=False)),
+                 Deployed(LABELS['ReXNet'], '', 'eager aligned + fused',
+                          macs['ReXNet'], executed, module=fuse_model(
+                              copy.deepcopy(aligned)))]
     return rows
 
 
@@ -221,7 +228,7 @@ def time_deployed(models: Sequence[Deployed], size: int, threads: int,
                   rounds: int, calls: int) -> List[Dict[str, Any]]:
     """Time `models` interleaved; one row each, with ``per_flop`` (time
     ratio to :data:`PEER` on the same runtime over the MAC ratio),
-    ``speedup_vs_eval`` (eager fused rows: eval time over fused time) and
+    ``speedup_vs_eval`` (eager fused forms: eval time over theirs) and
     ``vs_effnet`` (aligned ReXNet on onnxruntime: its time over the
     pads-folded EfficientNet-B0's)."""
     x = np.random.RandomState(0).standard_normal(
@@ -256,7 +263,7 @@ def time_deployed(models: Sequence[Deployed], size: int, threads: int,
         peer = (PEER, m.runtime)
         if peer in by_key:
             row['per_flop'] = ratio(t, by_key[peer], macs[peer] / m.macs)
-        if m.runtime == 'eager fused':
+        if m.runtime.startswith('eager '):
             row['speedup_vs_eval'] = inverse(ratio(t, by_key[(m.label,
                                                               'eager')]))
         effnet = ('EfficientNet-B0 pads folded', 'ort')
@@ -351,4 +358,16 @@ def tables(result: Dict[str, Any]) -> Dict[str, str]:
         lines.append(f'| {model} | {runtime} | {r0["gmacs"]:.3f} | '
                      + ' | '.join(cells) + f' | {r0["gflops"]:.1f} '
                      f'({r0["of_peak"]:.0%}) |')
-    return dict(backbones='\n'.join(lines))
+    forms = ['| form | size | ms [min-max] | CPU ms | speed-up vs eval, '
+             'CPU clock [min-max] |', '|---|---|---|---|---|']
+    for r in rows:
+        if r['model'] != LABELS['ReXNet'] or r['threads'] != 1 or \
+                not r['runtime'].startswith('eager'):
+            continue
+        s = r.get('speedup_vs_eval', {}).get('cpu', dict(median=1.0, min=1.0,
+                                                         max=1.0))
+        forms.append(f'| {r["runtime"]} | {r["size"]} | {r["ms"]:.2f} '
+                     f'[{r["ms_min"]:.2f}-{r["ms_max"]:.2f}] | '
+                     f'{r["cpu_ms"]:.2f} | {s["median"]:.2f} '
+                     f'[{s["min"]:.2f}-{s["max"]:.2f}] |')
+    return dict(backbones='\n'.join(lines), eager_forms='\n'.join(forms))
