@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo benchmark clean-venv
+.PHONY: setup test demo benchmark tables clean-venv
 
 setup:
 	@bash tools/setup_env.sh
@@ -17,8 +17,14 @@ test: setup
 demo: setup
 	$(PY) tools/demo.py
 
+# Every comparison the docs show, into one results file, then the
+# README/docs tables regenerated from it (docs/performance.md, "Method").
 benchmark: setup
-	$(PY) tools/analysis/benchmark.py
+	$(PY) tools/benchmark.py --out benchmarks/results.json
+	$(PY) tools/gen_tables.py benchmarks/results.json
+
+tables: setup
+	$(PY) tools/gen_tables.py benchmarks/results.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -31,7 +31,7 @@ setup(
     else '',
     long_description_content_type='text/markdown',
     license='MIT',
-    python_requires='>=3.8',
+    python_requires='>=3.9',  # math.lcm (deploy/detector/export.py)
     packages=find_packages(include=['rexnet_det', 'rexnet_det.*']),
     # configs ship inside the package (rexnet_det/.mim/configs links to the
     # top-level configs/) so `rexnet_det::...` bases resolve after install.

@@ -12,7 +12,7 @@ The package is built in floors; each imports only from those below it:
 2. :mod:`~rexnet_det.checkpoint` (safe loading, layouts, strict loader);
 3. :mod:`~rexnet_det.engine`, :mod:`~rexnet_det.datasets`,
    :mod:`~rexnet_det.evaluation`;
-4. :mod:`~rexnet_det.deploy`, :mod:`~rexnet_det.analysis`.
+4. :mod:`~rexnet_det.deploy`.
 
 :mod:`~rexnet_det.utils` (errors, atomic files, CLI helpers) sits below
 them all; :mod:`~rexnet_det.integration` above.

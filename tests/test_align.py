@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from rexnet_det import ReXNet, ReXNetClassifier
 from rexnet_det.deploy.onnx import OrtRunner, export_onnx
-from rexnet_det.deploy.onnx_graph import (constant_fold, conv_channels,
-                                          count_ops, fold_pads)
 from rexnet_det.models.utils import (align_channels, fuse_model, is_aligned,
                                      is_fused)
+from tools.lib.onnx_graph import (constant_fold, conv_channels, count_ops,
+                                  fold_pads)
 
 from .conftest import load_tool
 from .fixtures.synthetic_weights import (relative_error, synthetic_input,
@@ -141,7 +141,7 @@ def test_group_norm_raises_and_changes_nothing():
 
 
 def test_aligned_flops_grow_about_two_percent():
-    from rexnet_det.analysis.flops import image_complexity
+    from tools.lib.flops import image_complexity
     model = ReXNet(out_indices=(5, )).eval()
     base = image_complexity(model, 224, 224)['macs']
     aligned = image_complexity(align_channels(model), 224, 224)['macs']
@@ -187,8 +187,8 @@ def test_export_onnx_tool_aligns_by_default(tmp_path, capsys):
 
 def test_detector_export_aligned_gives_the_same_dets(tmp_path):
     import onnx
-    from rexnet_det.analysis.busy_weights import busy_weights
-    from rexnet_det.analysis.detectors import build_detector, load_config
+    from tools.lib.busy_weights import busy_weights
+    from tools.lib.detectors import build_detector, load_config
     from rexnet_det.deploy.compare import match_detections
     from rexnet_det.deploy.detector import DeployedDetector, export_detector
     config = 'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py'
@@ -252,19 +252,6 @@ def test_fold_pads_moves_pads_into_convs(tmp_path):
     assert relative_error(torch.from_numpy(actual), run(model, x)[0]) < 1e-6
 
 
-def test_eager_fused_rows_smoke():
-    from rexnet_det.analysis.backbone_speed import (eager_fused_rows,
-                                                    format_rows)
-    rows = eager_fused_rows(sizes=(64, ), rounds=1, calls=1)
-    assert [r['form'] for r in rows] == [
-        'eval', 'fused NCHW', 'fused channels_last',
-        'aligned + fused channels_last']
-    assert rows[0]['speedup']['median'] == 1.0
-    assert all(r['ms'] > 0 and r['cpu_ms'] > 0 for r in rows)
-    table = format_rows(rows)
-    assert table.count('\n') == 5 and '| eval | 64 | 1 |' in table
-
-
 def test_fused_checkpoint_refuses_an_aligned_model():
     from rexnet_det.checkpoint import fused_checkpoint
     model = align_channels(fuse_model(ReXNet().eval()))
@@ -287,8 +274,7 @@ def test_export_of_an_unalignable_model_warns_and_exports_unaligned(
 def test_fold_pads_on_mmdet_efficientnet(tmp_path):
     import onnxruntime as ort
     from mmdet.models.backbones import EfficientNet
-    from rexnet_det.analysis.backbone_speed import (export_static,
-                                                    fold_pads_file)
+    from tools.bench.sections.backbones import export_static, fold_pads_file
     torch.manual_seed(0)
     model = EfficientNet(arch='b0', out_indices=(6, ))
     model.eval()
@@ -306,68 +292,3 @@ def test_fold_pads_on_mmdet_efficientnet(tmp_path):
     assert relative_error(infer(dst), infer(src)) < 1e-6
     assert relative_error(infer(dst), run(model, torch.from_numpy(x))[0]) \
         < 1e-5
-
-
-def test_comparison_table_covers_every_model_runtime_and_goal(tmp_path):
-    from rexnet_det.analysis.backbone_speed import (backbone_goals,
-                                                    comparison_table,
-                                                    deployed_backbone_rows)
-    rows = deployed_backbone_rows(threads=(1, ), sizes=(224, ), rounds=1,
-                                  calls=1, out_dir=str(tmp_path))
-    pairs = [(r['model'], r['runtime']) for r in rows]
-    for model in ('ReXNet-1.0x', 'ReXNet-lite-1.0x', 'EfficientNet-B0',
-                  'MobileNetV2'):
-        assert (model, 'eager') in pairs and (model, 'eager fused') in pairs
-    for model in ('ReXNet-1.0x unaligned', 'ReXNet-1.0x aligned x4',
-                  'ReXNet-lite-1.0x unaligned', 'ReXNet-lite-1.0x aligned x4',
-                  'EfficientNet-B0 as exported',
-                  'EfficientNet-B0 pads folded', 'MobileNetV2'):
-        assert (model, 'ort') in pairs
-    assert len(pairs) == len(set(pairs)) == 20  # 7 ORT, 5 OpenVINO, 8 eager
-    assert all(r['gflops'] > 0 and r['peak_gflops'] > 0 and
-               0 < r['of_peak'] < 2 for r in rows)
-    peer = [r for r in rows if r['model'] == 'MobileNetV2']
-    assert len(peer) == 4 and all(
-        r['per_flop_vs_peer'] == pytest.approx(1.0) for r in peer)
-    table = comparison_table(rows)
-    assert table.count('\n') == 21
-    assert '| ReXNet-lite-1.0x aligned x4 | ort | 0.404 |' in table
-    goals = backbone_goals(rows)
-    assert [g['name'] for g in goals] == [
-        'ORT latency vs fair EfficientNet-B0, 1t',
-        'per FLOP vs MobileNetV2, 1t (best runtime)',
-        'eager fused vs eval, 1t']
-    assert all(isinstance(g['met'], bool) and g['value'] > 0 for g in goals)
-
-
-def test_backbone_goals_on_hand_made_rows():
-    from rexnet_det.analysis.backbone_speed import backbone_goals
-
-    def row(model, runtime, ms, threads=1, size=224, per_flop=None):
-        r = dict(model=model, runtime=runtime, ms=ms, threads=threads,
-                 size=size)
-        if per_flop is not None:
-            r['per_flop_vs_peer'] = per_flop
-        return r
-
-    rows = [row('ReXNet-1.0x aligned x4', 'ort', 12.0, per_flop=1.3),
-            row('EfficientNet-B0 pads folded', 'ort', 10.0),
-            row('ReXNet-1.0x aligned x4', 'openvino', 11.0, per_flop=1.1),
-            row('ReXNet-1.0x aligned x4', 'ort', 9.0, threads=2),
-            row('EfficientNet-B0 pads folded', 'ort', 10.0, threads=2),
-            row('ReXNet-1.0x', 'eager', 26.0),
-            row('ReXNet-1.0x', 'eager fused', 20.0),
-            row('ReXNet-1.0x', 'eager', 99.0, size=320)]
-    goals = {g['name']: g for g in backbone_goals(rows)}
-    assert len(goals) == 4
-    assert goals['ORT latency vs fair EfficientNet-B0, 1t']['value'] == \
-        pytest.approx(1.2)
-    assert not goals['ORT latency vs fair EfficientNet-B0, 1t']['met']
-    assert goals['ORT latency vs fair EfficientNet-B0, 2t']['value'] == \
-        pytest.approx(0.9)
-    assert goals['ORT latency vs fair EfficientNet-B0, 2t']['met']
-    best = goals['per FLOP vs MobileNetV2, 1t (best runtime)']
-    assert best['value'] == pytest.approx(1.1) and best['met']  # OpenVINO
-    fused = goals['eager fused vs eval, 1t']
-    assert fused['value'] == pytest.approx(1.3) and fused['met']
-    assert backbone_goals([r for r in rows if r['size'] == 320]) == []

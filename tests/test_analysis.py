@@ -1,4 +1,5 @@
-"""FLOPs tool vs the paper, benchmark smoke run, rank study."""
+"""FLOPs tool vs the paper, interleaved timing, sgemm peak, rank study, GPU
+throughput tool."""
 import importlib.util
 import json
 import os.path as osp
@@ -8,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from rexnet_det.analysis.complexity import complexity
-from rexnet_det.analysis.rank import rank_measures, random_layer_study
-from rexnet_det.analysis.timing import Case, measure, paired_ratio
+from tools.lib.complexity import complexity
+from tools.lib.rank import rank_measures, random_layer_study
+from tools.lib.timing import Case, measure, paired_ratio
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Parameter counts (1000-class head) that timm publishes for rexnet_100 ..
@@ -103,79 +104,6 @@ def test_interleaved_timing_and_paired_ratio():
         measure([cases[0], cases[0]], 1, 1)
 
 
-def test_benchmark_quick_writes_json(tmp_path):
-    out = tmp_path / 'bench.json'
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark.py'),
-         '--quick', '--json', str(out)], capture_output=True, text=True,
-        cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert '== goals ==' in proc.stdout
-    report = json.loads(out.read_text())
-    assert set(report) == {'meta', 'backbone', 'detector', 'train', 'memory',
-                           'goals'}
-    assert report['meta']['quick'] is True and report['meta']['threads'] == 1
-    rows = report['backbone']['rows']
-    names = {r['name'] for r in rows}
-    assert names == {'rexnet-1.0x eval', 'rexnet-1.0x fused',
-                     'rexnet-1.0x fused-nchw', 'mobilenetv2 eval',
-                     'mobilenetv2 fused', 'rexnet-1.0x onnxruntime',
-                     'mobilenetv2 onnxruntime'}
-    for r in rows:
-        assert {'images_per_s', 'p50_ms', 'p90_ms', 'cpu_p50_ms', 'batch',
-                'size', 'device', 'gmacs_per_image'} <= set(r)
-        assert r['images_per_s'] > 0 and r['p90_ms'] >= r['p50_ms']
-    ratios = {r['name'] for r in report['backbone']['ratios']}
-    assert ratios == {'fused_speedup', 'per_flop_eval', 'per_flop_fused',
-                      'per_flop_onnxruntime'}
-    detector = {r['name'] for r in report['detector']['rows']}
-    assert {'ssdlite-rexnet-1.0x eval', 'ssdlite-mobilenetv2 eval',
-            'ssdlite-rexnet-1.0x fused', 'mask-rcnn-rexnet-1.0x eval'} <= \
-        detector
-    train = {r['name']: r for r in report['train']['rows']}
-    assert train['ssdlite-rexnet-1.0x']['s_per_iter'] > 0
-    assert 'mask-rcnn-rexnet-1.0x with_cp=True' in train
-    assert report['train']['mask_rcnn_losses']['max_abs_diff'] == 0
-    memory = report['memory']
-    assert set(memory['summary']) == {'with_cp=False', 'with_cp=True'}
-    assert memory['losses_max_abs_diff'] == 0
-    assert {g['name'] for g in report['goals']} == {
-        'fused_speedup', 'per_flop_eval', 'ssdlite_train_ratio',
-        'cp_memory_saving'}
-
-
-def test_benchmark_rejects_bad_arguments():
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark.py'),
-         '--only', 'gpu'], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 2
-    assert "argument --only: invalid choice: 'gpu'" in proc.stderr
-
-
-def test_benchmark_options_name_bad_values():
-    from rexnet_det.analysis.benchmark import BenchmarkOptions
-    with pytest.raises(ValueError, match=r"only: unknown sections \['gpu'\]"):
-        BenchmarkOptions(only=['backbone', 'gpu'])
-    with pytest.raises(ValueError, match=r'sizes must be positive, got \[0\]'):
-        BenchmarkOptions(sizes=[0])
-    with pytest.raises(ValueError, match='repeats=0'):
-        BenchmarkOptions(repeats=0)
-    quick = BenchmarkOptions(quick=True)
-    assert (quick.sizes, quick.batches, quick.repeats) == ((64, ), (1, ), 1)
-
-
-def test_goals_are_judged_from_one_table():
-    from rexnet_det.analysis.goals import GOALS, evaluate_goals
-    ratio = dict(median=1.2, min=1.1, max=1.4, rounds=3)
-    report = dict(meta=dict(threads=1), backbone=dict(ratios=[
-        dict(name='fused_speedup', device='cpu', size=320, batch=1,
-             wall=ratio, cpu=ratio)]))
-    goals = evaluate_goals(report)
-    assert len(goals) == 1
-    assert goals[0]['limit'] == GOALS['fused_speedup'] == 1.3
-    assert goals[0]['met'] is False and goals[0]['clock'] == 'cpu'
-
-
 def test_rank_measures_on_known_matrices():
     eye = torch.eye(6)
     # removing each row's mean takes one dimension away from the identity
@@ -217,11 +145,18 @@ def test_rank_study_quick_plot_table_and_ordering(tmp_path):
         str(png)
 
 
-def test_sgemm_peak_is_measured_and_checks_arguments():
-    from rexnet_det.analysis.peak import sgemm_peak_gflops
-    assert sgemm_peak_gflops(threads=1, n=256, rounds=2) > 0.1
+def test_sgemm_peak_is_the_fastest_round_and_restores_threads(
+        monkeypatch):
+    import tools.lib.peak as peak
+    # a clock whose two timed products take 0.4 s and 0.2 s
+    ticks = iter([10.0, 10.4, 11.0, 11.2])
+    monkeypatch.setattr(peak.time, 'perf_counter', lambda: next(ticks))
+    before = torch.get_num_threads()
+    gflops = peak.sgemm_peak_gflops(threads=1, n=64, rounds=2)
+    assert gflops == pytest.approx(2 * 64**3 / 0.2 / 1e9)
+    assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match='threads must be >= 1, got 0'):
-        sgemm_peak_gflops(threads=0)
+        peak.sgemm_peak_gflops(threads=0)
 
 
 def test_gpu_throughput_tool_runs_without_mmcv_compiled_ops(tmp_path):
@@ -248,7 +183,7 @@ def test_gpu_throughput_tool_runs_without_mmcv_compiled_ops(tmp_path):
 
 
 def test_gpu_throughput_rejects_bad_arguments():
-    from rexnet_det.analysis.gpu_throughput import measure_throughput
+    from tools.lib.gpu_throughput import measure_throughput
     with pytest.raises(ValueError, match="amp must be one of .*'fp8'"):
         measure_throughput(amp='fp8', device='cpu')
     with pytest.raises(ValueError, match="'eval'"):
@@ -257,7 +192,7 @@ def test_gpu_throughput_rejects_bad_arguments():
 
 def test_gpu_throughput_steps_set_their_own_mode():
     # one model serves both steps: inference must not run in train mode
-    from rexnet_det.analysis.gpu_throughput import _step_fn
+    from tools.lib.gpu_throughput import _step_fn
     from rexnet_det.models import ReXNetClassifier
     model = ReXNetClassifier()
     seen = []

@@ -12,8 +12,6 @@ import onnx
 import pytest
 import torch
 
-from rexnet_det.analysis.busy_weights import busy_weights
-from rexnet_det.analysis.detectors import build_detector, load_config
 from rexnet_det.datasets import (ImageLoadError, SyntheticCocoSpec,
                                  make_synthetic_coco)
 from rexnet_det.deploy.compare import match_detections
@@ -30,6 +28,8 @@ from rexnet_det.deploy.detector.ops import (batched_nms_fixed,
 from rexnet_det.deploy.detector.resize import rule_from_pipeline
 from rexnet_det.deploy.detector.verify import (ready_for_inference,
                                                with_test_size)
+from tools.lib.busy_weights import busy_weights
+from tools.lib.detectors import build_detector, load_config
 
 from .conftest import ROOT, load_tool, train_briefly_and_export
 

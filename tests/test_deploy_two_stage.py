@@ -11,8 +11,6 @@ import onnx
 import pytest
 import torch
 
-from rexnet_det.analysis.busy_weights import busy_two_stage_weights
-from rexnet_det.analysis.detectors import build_detector
 from rexnet_det.datasets import SyntheticCocoSpec, make_synthetic_coco
 from rexnet_det.deploy.compare import mask_iou, match_detections
 from rexnet_det.deploy.detector import (DeployedDetector, TwoStageExport,
@@ -22,6 +20,8 @@ from rexnet_det.deploy.detector.roi_ops import (map_roi_levels,
                                                 multi_level_roi_align,
                                                 paste_masks, roi_align)
 from rexnet_det.deploy.detector.verify import ready_for_inference
+from tools.lib.busy_weights import busy_two_stage_weights
+from tools.lib.detectors import build_detector
 
 from .conftest import ROOT, train_briefly_and_export
 from .test_deploy_detector import (config, deploy_tool, filled, images,
@@ -384,11 +384,11 @@ def test_mask_rcnn_without_masks(tmp_path):
 
 
 def test_demo_deploy_step(trained_mask_rcnn, tmp_path, capsys):
-    """The last step of ``make demo`` (rexnet_det/apps/demo.py) on the
+    """The last step of ``make demo`` (tools/lib/demo.py) on the
     trained fixture: export, onnxruntime vs PyTorch tables, pictures."""
     from mmengine.config import Config
 
-    from rexnet_det.apps.demo import deploy_and_verify
+    from tools.lib.demo import deploy_and_verify
     t = trained_mask_rcnn
     outcome = deploy_and_verify(Config.fromfile(t['config']),
                                 t['checkpoint'], str(tmp_path), 1, 2)

@@ -65,12 +65,6 @@ def test_mask_rcnn_train_test_and_coco_eval(data, tmp_path, capsys):
     run(capsys, 'train.py', [MASK_RCNN, '--work-dir', work, '--cfg-options']
         + data_options(data))
     logged = val_scalars(work)
-    for iou_type in ('bbox', 'segm'):
-        assert 0 <= logged[f'coco/{iou_type}_mAP'] <= 1
-        # -1: no object of that size in the 96 px images (COCO convention)
-        for name in ('mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l'):
-            value = logged[f'coco/{iou_type}_{name}']
-            assert 0 <= value <= 1 or value == -1
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.isfile(ckpt)
 
@@ -100,6 +94,7 @@ def test_mask_rcnn_train_test_and_coco_eval(data, tmp_path, capsys):
                                                    'mAP_l')):
             value = metrics[iou_type][ours]
             expected = logged[f'coco/{iou_type}_{theirs}']
+            # -1: no object of that size in the 96 px images (COCO)
             assert abs(round(value, 3) - expected) < 1.5e-3 or \
                 (value == -1 and expected == -1), (iou_type, ours)
 

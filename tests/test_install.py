@@ -21,11 +21,9 @@ SCRIPT = textwrap.dedent('''
                                    'tools'))
     from mmengine.config import Config
     from mmengine.runner import Runner
-    from rexnet_det.analysis.detectors import build_detector
-    from rexnet_det.analysis.flops import image_complexity
     from rexnet_det.checkpoint import load_model
     from rexnet_det.datasets import make_synthetic_coco
-    from rexnet_det.utils.configs import resolve_config
+    from rexnet_det.utils.configs import build_model, load_config
 
     data = make_synthetic_coco('data', num_train=4, num_val=2, size=64)
     # a downstream project's config inheriting ours by scope
@@ -49,13 +47,13 @@ SCRIPT = textwrap.dedent('''
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.test()
-    detector = build_detector(Config.fromfile(resolve_config(
-        'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py')))
-    flops = image_complexity(detector.eval(), 320, 320)
+    detector = build_model(load_config(
+        'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py'))
+    params = sum(p.numel() for p in detector.parameters())
     model, spec, source = load_model('rexnet-1.0x')
     print('RESULT', json.dumps(dict(
         ckpt=osp.isfile('work/iter_2.pth'), metric=sorted(metrics)[:1],
-        spec=spec.name, params=round(flops['params'] / 1e6, 2))))
+        spec=spec.name, params=round(params / 1e6, 2))))
 ''')
 
 
@@ -95,7 +93,39 @@ def test_wheel_ships_every_config(installed):
     assert 'rexnet_det/.mim/configs/metafile.yml' in names
 
 
-def test_train_test_analysis_from_another_folder(installed, tmp_path):
+def _modules(paths) -> set:
+    """Dotted module names of the ``.py`` files among `paths` (relative,
+    '/'-separated), configs under ``.mim`` left out."""
+    return {p[:-3].replace('/', '.').replace('.__init__', '')
+            for p in paths if p.endswith('.py') and '/.mim/' not in p}
+
+
+def test_wheel_ships_the_product_and_no_benchmark_code(installed):
+    wheel, _ = installed
+    shipped = _modules(n for n in zipfile.ZipFile(wheel).namelist()
+                       if '.dist-info/' not in n)
+    # exactly the package's own modules: nothing from tools/ or tests/
+    source = _modules(osp.relpath(p, ROOT).replace(os.sep, '/') for p in
+                      glob.glob(osp.join(ROOT, 'rexnet_det', '**', '*.py'),
+                                recursive=True))
+    assert shipped == source
+    assert {m.split('.')[0] for m in shipped} == {'rexnet_det'}
+    assert {'rexnet_det.models', 'rexnet_det.checkpoint',
+            'rexnet_det.engine', 'rexnet_det.datasets',
+            'rexnet_det.evaluation', 'rexnet_det.deploy',
+            'rexnet_det.deploy.detector'} <= shipped
+    # no benchmark, peer or analysis module under any name
+    tool_names = {osp.splitext(osp.basename(p))[0] for p in glob.glob(
+        osp.join(ROOT, 'tools', '**', '*.py'), recursive=True)} - {
+        '__init__', 'export', 'train', 'test', 'verify', 'fuse'}
+    assert {'benchmark', 'busy_weights', 'onnx_graph', 'timing',
+            'gpu_throughput', 'rank', 'demo'} <= tool_names
+    leaked = sorted(m for m in shipped if m.rsplit('.', 1)[-1] in tool_names
+                    or {'analysis', 'apps', 'bench'} & set(m.split('.')))
+    assert leaked == []
+
+
+def test_train_test_and_build_from_another_folder(installed, tmp_path):
     _, site = installed
     env = dict(os.environ, PYTHONPATH=site, OMP_NUM_THREADS='1')
     proc = subprocess.run(

@@ -1,4 +1,6 @@
-"""The package's shape: floors without a circle, thin tools.
+"""The package's shape: floors without a circle, and a one-way street
+between the package and ``tools/`` (tools import the package, never the
+reverse).
 
 Read from the source with ``ast`` (nothing is imported), so the test sees
 every import, lazy ones inside functions included.
@@ -17,10 +19,9 @@ FLOORS = {
     'models': 1,
     'checkpoint': 2,
     'engine': 3, 'datasets': 3, 'evaluation': 3,
-    'deploy': 4, 'analysis': 4,
-    'integration': 5, 'apps': 5,
+    'deploy': 4,
+    'integration': 5,
 }
-TOOL_MAX_LINES = 150
 
 
 def _modules() -> Dict[str, str]:
@@ -62,6 +63,17 @@ def _imports(module: str, path: str, modules: Set[str]) -> Set[str]:
                 name = name.rpartition('.')[0]
             if name.startswith('rexnet_det') and name != module:
                 found.add(name)
+    return found
+
+
+def _top_level_imports(path: str) -> Set[str]:
+    """First components of every absolute import in `path`."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split('.')[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add((node.module or '').split('.')[0])
     return found
 
 
@@ -132,19 +144,18 @@ def test_floors_import_only_downward():
     assert upward == []
 
 
-def test_tools_are_thin():
-    tools = []
-    for folder, _, files in os.walk(osp.join(ROOT, 'tools')):
-        tools += [osp.join(folder, f) for f in files if f.endswith('.py')]
-    assert len(tools) >= 10
-    long = {osp.relpath(t, ROOT): n for t in tools
-            if (n := len(open(t).read().splitlines())) > TOOL_MAX_LINES}
-    assert long == {}
+def test_package_never_imports_tools():
+    modules = _modules()
+    importing = sorted(m for m, path in modules.items()
+                       if 'tools' in _top_level_imports(path))
+    assert modules and importing == []
+    # the checker sees an import of tools where there is one
+    tool = osp.join(ROOT, 'tools', 'analysis', 'get_flops.py')
+    assert {'tools', 'rexnet_det'} <= _top_level_imports(tool)
 
 
-def test_readme_is_short_and_keeps_the_two_commands():
+def test_readme_keeps_the_two_commands():
     with open(osp.join(ROOT, 'README.md')) as f:
         lines = f.read().splitlines()
-    assert 50 < len(lines) <= 200, len(lines)
     assert any(line.startswith('make demo') for line in lines)
     assert any(line.startswith('make test') for line in lines)

@@ -1,6 +1,6 @@
 """The main job of `make demo`: train Mask R-CNN-ReXNet on the built-in
 shapes data on the CPU, evaluate it with COCO metrics, draw its predictions
-(logic in rexnet_det.apps.demo)::
+(logic in tools.lib.demo)::
 
     python tools/demo.py [--out-dir work_dirs/demo] [--threads 1]
 """
@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import rexnet_det  # noqa: E402,F401
-from rexnet_det.apps.demo import DemoOptions, run_demo  # noqa: E402
+from tools.lib.demo import DemoOptions, run_demo  # noqa: E402
 
 
 def parse_args(argv=None) -> DemoOptions:

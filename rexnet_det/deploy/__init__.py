@@ -1,7 +1,8 @@
 """Floor 4: inference forms and their export (ONNX, fused checkpoints).
 
-Backbones and classifiers export with :func:`export_onnx`; single-stage
-detectors become one self-contained ONNX file with
+Backbones and classifiers export with :func:`export_onnx`; detectors -
+single-stage (SSD, SSDLite, RetinaNet) and two-stage (Faster / Mask R-CNN
+with masks pasted in the graph) - become one self-contained ONNX file with
 :func:`export_detector`, run with :class:`DeployedDetector` and are checked
 with :func:`verify_detector` (see :mod:`.detector`).
 """

@@ -4,7 +4,7 @@ from typing import Optional
 
 from mmengine.config import Config
 
-from .configs import resolve_config
+from .configs import load_config
 
 
 def load_tool_config(config: str, launcher: str = 'none',
@@ -18,7 +18,7 @@ def load_tool_config(config: str, launcher: str = 'none',
     Raises:
         FileNotFoundError: `config` does not exist (named in the message).
     """
-    cfg = Config.fromfile(resolve_config(config))
+    cfg = load_config(config)
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)

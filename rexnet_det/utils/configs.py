@@ -1,6 +1,12 @@
-"""Where configs are: ``mmdet::``, ``rexnet_det::`` and plain paths."""
+"""Configs: where they are (``mmdet::``, ``rexnet_det::``, plain paths),
+reading them and building their model - written once for the tools, the
+export and the benchmarks."""
+import copy
 import os.path as osp
+from typing import Optional, Union
 
+import torch.nn as nn
+from mmengine.config import Config
 from mmengine.utils import get_installed_path
 
 #: The ``pkg::`` scope of our configs (shipped in ``rexnet_det/.mim``).
@@ -31,3 +37,32 @@ def resolve_config(path: str) -> str:
     if not osp.isfile(candidate):
         raise FileNotFoundError(f'config file not found: {path}')
     return candidate
+
+
+def load_config(config: Union[str, Config]) -> Config:
+    """A config from a path, ``rexnet_det::...`` or ``mmdet::...`` (a
+    :class:`Config` is returned as it is).
+
+    Raises:
+        FileNotFoundError: No such config (the message names the path).
+    """
+    if isinstance(config, Config):
+        return config
+    return Config.fromfile(resolve_config(config))
+
+
+def build_model(cfg: Config, model: Optional[dict] = None) -> nn.Module:
+    """Build ``cfg.model`` (or `model`, e.g. a changed copy of it) in the
+    config's default scope, with the constructor's random weights
+    (``init_weights`` is not called).
+
+    Args:
+        cfg (Config): The config (its ``default_scope``, default mmdet).
+        model (dict, optional): The model config to build instead of
+            ``cfg.model``. Default: None.
+    """
+    import mmdet.models  # noqa: F401  registers mmdet's modules
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    return MODELS.build(copy.deepcopy(cfg.model if model is None else model))

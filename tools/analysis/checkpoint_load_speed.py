@@ -13,8 +13,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 import rexnet_det  # noqa: E402,F401
-from rexnet_det.analysis.load_speed import (compare_loading,  # noqa: E402
-                                            make_training_checkpoint)
+from tools.lib.load_speed import (compare_loading,  # noqa: E402
+                                  make_training_checkpoint)
 
 
 def main(argv=None) -> dict:

@@ -26,7 +26,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 import rexnet_det  # noqa: E402,F401
-from rexnet_det.analysis.complexity import (complexity,  # noqa: E402
+from tools.lib.complexity import (complexity,  # noqa: E402
                                             format_table)
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 

@@ -7,7 +7,7 @@ compiled ops (they take 10+ minutes to build): the model code is imported
 without the ``rexnet_det`` package ``__init__`` files, which register the
 detectors and therefore import ``mmcv.ops``. mmcv's, mmengine's and
 mmdet's Python files must still be importable. The logic lives in
-rexnet_det/analysis/gpu_throughput.py.
+tools/lib/gpu_throughput.py.
 
 Example::
 
@@ -25,15 +25,18 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def import_without_registration(module: str) -> types.ModuleType:
-    """Import ``rexnet_det.<module>`` with every package on its path as a
-    bare namespace: only the modules it imports itself run."""
-    for pkg in ('', '.analysis', '.models', '.utils', '.checkpoint'):
+    """Import `module` (``tools.lib.<name>``) with every ``rexnet_det``
+    package on its path as a bare namespace: only the modules it imports
+    itself run."""
+    for pkg in ('', '.models', '.utils', '.checkpoint'):
         name = 'rexnet_det' + pkg
         if name not in sys.modules:
             stand_in = types.ModuleType(name)
             stand_in.__path__ = [osp.join(ROOT, *name.split('.'))]
             sys.modules[name] = stand_in
-    return importlib.import_module(f'rexnet_det.{module}')
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    return importlib.import_module(module)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -63,7 +66,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    gpu = import_without_registration('analysis.gpu_throughput')
+    gpu = import_without_registration('tools.lib.gpu_throughput')
     import torch
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit(f'error: --device {args.device}: no CUDA device here')

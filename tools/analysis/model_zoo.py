@@ -18,7 +18,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 import rexnet_det  # noqa: E402,F401
-from rexnet_det.analysis.complexity import detector_complexity  # noqa: E402
+from tools.lib.complexity import detector_complexity  # noqa: E402
 
 
 def main(argv=None) -> list:

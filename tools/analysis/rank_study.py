@@ -2,7 +2,7 @@
 
 (1) Reproduces the paper's §3 study: the average normalised rank of
 ``f(WX)`` over random layers against the expansion ratio ``d_out / d_in``,
-for linear, ReLU, ReLU6 and SiLU (rexnet_det/analysis/rank.py defines the
+for linear, ReLU, ReLU6 and SiLU (tools/lib/rank.py defines the
 measures). (2) Reports the normalised rank of the stem, every block and the
 penultimate conv of a model or checkpoint on a batch of images. Writes a PNG
 (two or three panels), a markdown table and optionally JSON.
@@ -26,8 +26,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 import rexnet_det  # noqa: E402,F401
-from rexnet_det.analysis.rank import random_layer_study  # noqa: E402
-from rexnet_det.analysis.rank_report import (format_tables,  # noqa: E402
+from tools.lib.rank import random_layer_study  # noqa: E402
+from tools.lib.rank_report import (format_tables,  # noqa: E402
                                              model_ranks, plot)
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 

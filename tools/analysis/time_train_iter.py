@@ -41,15 +41,13 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     import rexnet_det  # noqa: F401
-    from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
-    register_all_modules()
-    cfg = Config.fromfile(args.config)
+
+    from rexnet_det.utils.configs import build_model, load_config
+    cfg = load_config(args.config)
     cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     model.init_weights()
     model.train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)

@@ -10,7 +10,6 @@ graph - and exports it with the TorchScript-based exporter
 ``metadata_props`` (:class:`DeployMeta`): stock onnxruntime or OpenVINO
 run it with no custom ops and no Python post-processing.
 """
-import copy
 import io
 import math
 import os
@@ -24,7 +23,7 @@ from mmengine.config import Config
 
 from ...checkpoint import check_coverage, load_checkpoint_file
 from ...models.utils import align_for_export
-from ...utils.configs import resolve_config
+from ...utils.configs import build_model, load_config
 from ...utils.io import atomic_write
 from .metadata import DeployMeta
 from .resize import rule_from_pipeline
@@ -37,13 +36,6 @@ from .two_stage import TwoStageExport
 DEFAULT_OPSET = 17
 MIN_OPSET = 11
 Transform = Callable[[nn.Module], nn.Module]
-
-
-def load_config(config: Union[str, Config]) -> Config:
-    """A config from a path, ``rexnet_det::...`` or ``mmdet::...``."""
-    if isinstance(config, Config):
-        return config
-    return Config.fromfile(resolve_config(config))
 
 
 #: Two-stage parts the export reproduces (config ``type`` names).
@@ -95,11 +87,7 @@ def build_detector(cfg: Config, checkpoint: Optional[Union[str, dict]]
     Raises:
         CheckpointMismatchError: The checkpoint does not fit the model.
     """
-    import mmdet.models  # noqa: F401  registers mmdet's modules
-    from mmdet.registry import MODELS
-    from mmengine.registry import init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = MODELS.build(copy.deepcopy(cfg.model))
+    model = build_model(cfg)
     loaded = {}
     if checkpoint is not None:
         loaded = checkpoint if isinstance(checkpoint, dict) else \

@@ -1,25 +1,24 @@
-"""Build detectors from configs and synthetic batches for the analysis
-tools (no dataset, no checkpoint download needed)."""
+"""Detectors with random weights and synthetic batches for the analysis
+tools and benchmarks (no dataset, no checkpoint download needed); configs
+are read and built by the package's one route
+(:mod:`rexnet_det.utils.configs`)."""
 import copy
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from ..checkpoint import quiet_init_weights
-from ..utils.configs import resolve_config
+from rexnet_det.checkpoint import quiet_init_weights
+from rexnet_det.utils.configs import build_model, load_config
 
 # mmdet's own baselines the benchmark measures against.
 MBV2_SSDLITE = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
 REXNET_SSDLITE = 'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py'
 REXNET_MASK_RCNN = 'rexnet_det::mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_coco.py'
 
-
-def load_config(path: str) -> Config:
-    """Load a detector config (``mmdet::`` and repository paths work)."""
-    return Config.fromfile(resolve_config(path))
+__all__ = ['build_detector', 'config_input_size', 'load_config',
+           'synthetic_batch']
 
 
 def _drop_pretrained(cfg: dict) -> None:
@@ -43,13 +42,10 @@ def build_detector(cfg: Config, init: bool = True,
         **backbone_overrides: Set on ``cfg.model.backbone`` (e.g.
             ``with_cp=True``).
     """
-    import mmdet.models  # noqa: F401  registers mmdet's modules
-    from mmdet.registry import MODELS
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
     model_cfg = copy.deepcopy(cfg.model)
     _drop_pretrained(model_cfg)
     model_cfg.backbone.update(backbone_overrides)
-    model = MODELS.build(model_cfg)
+    model = build_model(cfg, model_cfg)
     if init:
         quiet_init_weights(model)
     return model

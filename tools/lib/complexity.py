@@ -5,8 +5,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from ..checkpoint import load_model
-from ..models import VARIANTS
+from rexnet_det.checkpoint import load_model
+from rexnet_det.models import VARIANTS
 from .detectors import (build_detector, config_input_size, load_config,
                         synthetic_batch)
 from .flops import count_complexity, image_complexity

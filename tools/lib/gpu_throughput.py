@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint.formats import timm_to_rexnet_det
-from ..models.classifier import ReXNetClassifier
+from rexnet_det.checkpoint.formats import timm_to_rexnet_det
+from rexnet_det.models.classifier import ReXNetClassifier
 
 OURS = 'ReXNet-1.0x (rexnet_det)'
 #: timm models measured beside ours; the first is our reference.

@@ -145,7 +145,7 @@ def feature_ranks(backbone: nn.Module, images: torch.Tensor,
         ``expand_ratio`` (blocks), ``samples`` (``N*H*W``, which bounds the
         rank) and the :data:`MEASURES`.
     """
-    from ..models import ReXNet
+    from rexnet_det.models import ReXNet
     if not isinstance(backbone, ReXNet):
         raise TypeError(f'feature_ranks needs a ReXNet, got '
                         f'{type(backbone).__name__}')

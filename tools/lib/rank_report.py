@@ -1,16 +1,16 @@
 """Report of ReXNet's rank diagnostic (``tools/analysis/rank_study.py``):
 images for the per-block study, markdown tables and the plot.
 
-The measures themselves are in :mod:`rexnet_det.analysis.rank`.
+The measures themselves are in :mod:`tools.lib.rank`.
 """
 import glob
 from typing import List, Optional
 
 import torch
 
-from ..checkpoint import load_model
-from ..models import ReXNet
-from ..utils.io import atomic_output
+from rexnet_det.checkpoint import load_model
+from rexnet_det.models import ReXNet
+from rexnet_det.utils.io import atomic_output
 from .rank import MEASURES, feature_ranks
 
 ACT_STYLE = {'linear': ('k', ':'), 'relu': ('tab:blue', '-'),

@@ -1,13 +1,14 @@
 """Peak training memory of Mask R-CNN-ReXNet with and without ``with_cp``.
 
 Each measurement runs in a fresh process (``python -m
-rexnet_det.analysis.benchmark.memory WITH_CP``), so what one run allocated
-never inflates the next.
+tools.bench.sections.memory WITH_CP``), so what one run allocated never
+inflates the next.
 """
 import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -16,8 +17,12 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .options import BenchmarkOptions
-from .training import mask_rcnn_step
+from tools.bench.options import BenchmarkOptions
+from tools.bench.sections.training import mask_rcnn_step
+
+NAME, ORDER = 'memory', 60
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
 
 
 def _rss_bytes() -> int:
@@ -89,22 +94,21 @@ def memory_worker(opts: BenchmarkOptions, with_cp: bool) -> None:
         step_s=seconds, losses=step.last_losses)))
 
 
-def run_memory(opts: BenchmarkOptions, report: dict) -> None:
+def run(opts: BenchmarkOptions) -> dict:
     runs = []
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
     # A fixed mmap threshold makes glibc return every large block to the
     # OS when freed, so the resident size follows the live tensors.
     env.update(MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='0')
-    order = [0, 1] * (1 if opts.quick else max(1, opts.repeats // 2))
+    order = [0, 1] * (1 if opts.quick else 2)
     for flag in order:
-        cmd = [sys.executable, '-m', __name__, str(flag), '--threads',
-               str(opts.threads), '--mask-batch', str(opts.mask_batch),
+        cmd = [sys.executable, '-m', __name__, str(flag),
+               '--mask-batch', str(opts.mask_batch),
                '--mask-size', str(opts.mask_size)] + \
             (['--quick'] if opts.quick else [])
-        print(f'[memory] Mask R-CNN batch {opts.mask_batch} '
-              f'{opts.mask_size}px with_cp={bool(flag)} (subprocess)',
-              flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                             cwd=ROOT)
         if out.returncode != 0:
             raise RuntimeError(f'memory worker failed:\n{out.stderr[-3000:]}')
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -112,13 +116,14 @@ def run_memory(opts: BenchmarkOptions, report: dict) -> None:
     for flag in (False, True):
         mine = [r for r in runs if r['with_cp'] == flag]
         summary[f'with_cp={flag}'] = {
-            k: sorted(r[k] for r in mine)[len(mine) // 2]
+            k: statistics.median(r[k] for r in mine)
             for k in ('peak_mb', 'activation_peak_mb',
                       'saved_for_backward_mb', 'libs_rss_mb', 'step_s')}
     off, on = summary['with_cp=False'], summary['with_cp=True']
     losses = [r['losses'] for r in runs]
-    report['memory'] = dict(
-        runs=runs, summary=summary,
+    return dict(
+        batch=opts.mask_batch, size=opts.mask_size, runs=runs,
+        summary=summary,
         peak_saving=1 - on['peak_mb'] / off['peak_mb'],
         activation_peak_saving=1 - on['activation_peak_mb'] /
         off['activation_peak_mb'],
@@ -140,18 +145,34 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Entry point of one measurement process (prints one JSON line)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('with_cp', type=int, choices=[0, 1])
-    parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--mask-batch', type=int, default=2)
     parser.add_argument('--mask-size', type=int, default=512)
     parser.add_argument('--quick', action='store_true')
     args = parser.parse_args(argv)
-    opts = BenchmarkOptions(only=('memory', ), threads=args.threads,
-                            quick=args.quick)
+    opts = BenchmarkOptions(quick=args.quick)
     if not args.quick:
         opts.mask_batch, opts.mask_size = args.mask_batch, args.mask_size
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    torch.set_num_threads(1)
     memory_worker(opts, bool(args.with_cp))
+
+
+
+def tables(result: dict) -> Dict[str, str]:
+    lines = ['| | peak | activation peak | saved for backward | s/iter |',
+             '|---|---|---|---|---|']
+    for name, v in result['summary'].items():
+        lines.append(f'| {name} | {v["peak_mb"]:.1f} MB | '
+                     f'{v["activation_peak_mb"]:.1f} MB | '
+                     f'{v["saved_for_backward_mb"]:.1f} MB | '
+                     f'{v["step_s"]:.2f} |')
+    lines.append(f'| saving | **{result["peak_saving"]:.1%}** | '
+                 f'{result["activation_peak_saving"]:.1%} | '
+                 f'{result["saved_tensor_saving"]:.1%} | |')
+    lines += ['', f'Mask R-CNN-ReXNet-1.0x, batch {result["batch"]}, '
+              f'{result["size"]} px, medians of {len(result["runs"]) // 2} '
+              'processes each; losses max abs diff '
+              f'{result["losses_max_abs_diff"]:.3g}.']
+    return dict(memory='\n'.join(lines))
 
 
 if __name__ == '__main__':

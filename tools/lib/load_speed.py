@@ -20,17 +20,11 @@ def make_training_checkpoint(path: str) -> int:
     import os
 
     import numpy as np
-    from mmengine.config import Config
     from mmengine.logging import HistoryBuffer
 
-    from ..checkpoint import quiet_init_weights
-    from ..utils.configs import resolve_config
-    from ..utils.io import atomic_output
-    from .detectors import build_detector
-    cfg = Config.fromfile(resolve_config(
-        'rexnet_det::mask_rcnn/mask-rcnn_rexnet-1.0x_fpn_1x_coco.py'))
-    model = build_detector(cfg, init=False)
-    quiet_init_weights(model)
+    from rexnet_det.utils.io import atomic_output
+    from .detectors import REXNET_MASK_RCNN, build_detector, load_config
+    model = build_detector(load_config(REXNET_MASK_RCNN))
     state = model.state_dict()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     for p in model.parameters():
@@ -72,7 +66,7 @@ def compare_loading(path: str, rounds: int = 9
     import numpy as np
     from mmengine.logging import HistoryBuffer
 
-    from ..checkpoint import load_checkpoint_file
+    from rexnet_det.checkpoint import load_checkpoint_file
     real = [HistoryBuffer, np.ndarray, np.dtype,
             (_numpy_reconstruct(), 'numpy._core.multiarray._reconstruct'),
             (lambda obj, name: getattr(obj, name), 'builtins.getattr'),

@@ -115,7 +115,7 @@ def busy_two_stage_weights(detector: nn.Module, height: int, width: int,
     Returns:
         nn.Module: `detector`.
     """
-    from ..deploy.detector.two_stage import TwoStageExport
+    from rexnet_det.deploy.detector.two_stage import TwoStageExport
     gen = torch.Generator().manual_seed(seed)
     images = torch.rand(2, 3, height, width, generator=gen) * 255
     wrapper = TwoStageExport(detector.eval(), with_masks=False)

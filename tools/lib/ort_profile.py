@@ -9,7 +9,7 @@ from typing import Dict
 
 import numpy as np
 
-from ..deploy.onnx import ort_session
+from rexnet_det.deploy.onnx import ort_session
 
 
 def ort_op_times(path: str, feed: Dict[str, np.ndarray], threads: int = 1,
