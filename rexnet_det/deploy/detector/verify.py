@@ -6,6 +6,14 @@ every image of a COCO-format set and reports how many detections pair up
 (same label, IoU >= 0.98, score within 2e-3), the worst box difference in
 pixels, the COCO bbox mAP of both and, for models with masks, the worst
 mask IoU of the pairs and the segm mAP of both.
+
+:class:`ParityThresholds` states when the file passes
+(:meth:`VerifyReport.failures`): at least 99% of the *untied* detections
+pair up (those whose score no other detection of the image shares to within
+2e-3; among tied ones the order, and so what survives NMS and the
+``max_per_img`` cut, is arbitrary and differs between CPUs), and the bbox
+(and segm) mAP differ by at most 2% of PyTorch's mAP, a tolerance relative
+to the signal.
 """
 import copy
 import json
@@ -23,6 +31,33 @@ from .runtime import DeployedDetector, Detections
 
 IOU_THR = 0.98
 SCORE_TOL = 2e-3
+
+
+@dataclass(frozen=True)
+class ParityThresholds:
+    """When a deployed file counts as reproducing PyTorch.
+
+    Attributes:
+        min_untied_matched (float): Least share of the untied detections
+            (both sides) that must pair up. Default: 0.99.
+        map_rel_tol (float): Largest ``|mAP deployed - mAP PyTorch|`` as a
+            share of PyTorch's mAP, for bbox and (with masks) segm.
+            Default: 0.02.
+    """
+    min_untied_matched: float = 0.99
+    map_rel_tol: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ('min_untied_matched', 'map_rel_tol'):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f'{name} must be in [0, 1], got {value!r}')
+
+    def describe(self) -> str:
+        return (f'>= {self.min_untied_matched:.0%} of untied detections '
+                f'matched (no other detection of the image scores within '
+                f'{SCORE_TOL:g}), |mAP difference| <= '
+                f'{self.map_rel_tol:.0%} of PyTorch\'s mAP')
 
 
 @dataclass
@@ -49,6 +84,29 @@ class VerifyReport:
     segm_metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     seconds: Dict[str, float] = field(default_factory=dict)
 
+    def failures(self, thresholds: ParityThresholds = ParityThresholds()
+                 ) -> List[str]:
+        """What misses `thresholds` (empty: the file passes)."""
+        m, out = self.match, []
+        if not m.untied:
+            out.append(f'no untied detections to compare ({m.reference} '
+                       f'PyTorch, {m.candidate} deployed): parity cannot be '
+                       f'judged on these images')
+        elif m.untied_fraction < thresholds.min_untied_matched:
+            out.append(f'{m.untied_fraction:.1%} of {m.untied} untied '
+                       f'detections matched < '
+                       f'{thresholds.min_untied_matched:.0%}')
+        pairs = [('bbox', self.map_reference, self.map_deployed)]
+        if self.segm_metrics:
+            pairs.append(('segm', self.segm_map_reference,
+                          self.segm_map_deployed))
+        for kind, ref, dep in pairs:
+            if abs(dep - ref) > thresholds.map_rel_tol * ref:
+                out.append(f'{kind} mAP {dep:.4f} vs PyTorch {ref:.4f}: '
+                           f'differs by more than '
+                           f'{thresholds.map_rel_tol:.0%} of PyTorch\'s')
+        return out
+
     @property
     def segm_map_reference(self) -> Optional[float]:
         """Segm mAP of mmdet's inference (None without masks)."""
@@ -69,7 +127,8 @@ class VerifyReport:
                 f'{max(m.reference, m.candidate)} detections matched '
                 f'({m.fraction:.2%}; PyTorch {m.reference}, deployed '
                 f'{m.candidate}; same label, IoU >= {IOU_THR}, score within '
-                f'{SCORE_TOL:g}); worst box difference '
+                f'{SCORE_TOL:g}); {m.untied_fraction:.2%} of {m.untied} '
+                f'untied detections matched; worst box difference '
                 f'{m.worst_box_diff:.2g} px, worst score difference '
                 f'{m.worst_score_diff:.2g}; bbox mAP PyTorch '
                 f'{self.map_reference:.4f} vs deployed '
