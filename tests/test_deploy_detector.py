@@ -401,10 +401,12 @@ def test_trained_export_verifies_with_onnxruntime(trained, tmp_path, capsys):
     printed = capsys.readouterr().out
     match = report.match
     assert report.images == 32 and match.reference > 0  # non-empty
-    assert match.candidate > 0 and match.fraction >= 0.99
+    assert match.candidate > 0 and match.untied >= match.reference
+    assert match.untied_fraction == 1.0, report.summary()
     assert match.worst_box_diff < 0.05
-    assert abs(report.map_deployed - report.map_reference) <= 0.001
-    assert report.map_reference > 0  # some detections hit the shapes
+    # some detections hit the shapes; untied mAP within 2% of it
+    assert report.untied_map['bbox']['reference'] > 0
+    assert report.failures() == [] and 'parity: met' in printed
     assert 'detections matched' in printed and ' ORT' in printed
     with open(out) as f:
         assert json.load(f)['matched'] == match.matched
@@ -415,9 +417,10 @@ def test_trained_export_verifies_with_openvino(trained):
                              trained['model'], runtime='openvino',
                              threads=1)
     assert report.images == 32 and report.match.reference > 0
-    assert report.match.fraction >= 0.99
+    assert report.match.untied >= report.match.reference
+    assert report.match.untied_fraction == 1.0, report.summary()
     assert report.match.worst_box_diff < 0.05
-    assert abs(report.map_deployed - report.map_reference) <= 0.001
+    assert report.failures() == []
 
 
 def test_trained_metadata_and_infer_tool(trained, tmp_path, capsys):
@@ -612,7 +615,13 @@ def broken_models(trained, tmp_path_factory):
 def test_broken_model_files_are_one_named_error(broken_models, trained,
                                                 runtime):
     image = osp.join(trained['data'], 'val', '000000.png')
-    for name, problem in BROKEN_MODELS.items():
+    # the metadata checks do not depend on the runtime; OpenVINO compiles
+    # each file it can read (seconds), so it gets the unreadable ones and
+    # one with broken metadata
+    names = list(BROKEN_MODELS) if runtime == 'ort' else [
+        'empty.onnx', 'truncated.onnx', 'text.onnx', 'not_json.onnx']
+    for name in names:
+        problem = BROKEN_MODELS[name]
         path = broken_models[name]
         with pytest.raises(NotADeployedDetectorError,
                            match=re.escape(problem)) as exc:

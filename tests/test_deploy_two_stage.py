@@ -229,9 +229,9 @@ def test_two_stage_export_matches_pytorch(name, tmp_path):
 
 ITERS = 40
 SIZE = 96
-#: bbox mAP the fixture must reach: a signal for the tolerances to be
-#: relative to (an untrained model scores near-ties everywhere)
-MIN_BBOX_MAP = 0.1
+#: bbox mAP (untied detections) the fixture must reach: a signal for the
+#: tolerances to be relative to
+MIN_BBOX_MAP = 0.01
 
 
 @pytest.fixture(scope='session')
@@ -270,16 +270,21 @@ def test_trained_mask_rcnn_verifies_with_onnxruntime(trained_mask_rcnn,
     printed = capsys.readouterr().out
     m = report.match
     assert report.images == 24 and m.reference > 0 and m.candidate > 0
-    # past degeneracy: there is a signal for the tolerances to be relative to
-    assert report.map_reference >= MIN_BBOX_MAP, report.summary()
+    # a signal for the tolerances to be relative to
+    assert report.untied_map['bbox']['reference'] >= MIN_BBOX_MAP, \
+        report.summary()
     assert m.untied >= m.reference and m.untied_fraction == 1.0, \
         report.summary()
     assert m.mask_pairs == m.matched > 0
     assert m.worst_mask_iou >= 0.9, report.summary()
-    assert report.failures() == []
-    for ref, dep in ((report.map_reference, report.map_deployed),
-                     (report.segm_map_reference, report.segm_map_deployed)):
-        assert abs(dep - ref) <= 0.02 * ref, report.summary()
+    # mAP of the untied detections within 2% of the signal; the mAP of all
+    # detections moves with the tie order on other CPUs
+    assert report.failures() == [] and set(report.untied_map) == {'bbox',
+                                                                   'segm'}
+    for maps in report.untied_map.values():
+        assert maps['reference'] > 0, report.summary()
+        assert abs(maps['deployed'] - maps['reference']) <= \
+            0.02 * maps['reference'], report.summary()
     assert 'seg ORT' in printed and 'worst mask IoU' in printed
     assert 'thresholds: >= 99% of untied detections matched' in printed
     assert 'parity: met' in printed
@@ -412,5 +417,5 @@ def test_demo_deploy_step(trained_mask_rcnn, tmp_path, capsys):
     assert sorted(os.listdir(outcome.vis_dir)) == [
         '000000.png', '000001.png']
     assert 'box ORT' in printed and 'seg ORT' in printed
-    assert 'latency per image' in printed and 'tolerance 0.002: met' in \
+    assert 'latency per image' in printed and 'parity (>= 99% of untied' in \
         printed

@@ -52,9 +52,6 @@ BACKBONE_GOALS = dict(latency_vs_effnet=1.0, per_flop=1.15,
 #: ``make demo``: bbox mAP the briefly trained demo Mask R-CNN must reach
 #: on its own synthetic val split.
 DEMO_BBOX_MAP = 0.30
-#: ``make demo`` and ``tools/deploy/verify.py``: largest allowed difference
-#: between the deployed (ONNX) and the PyTorch mAP.
-DEPLOY_MAP_TOLERANCE = 0.002
 
 
 def _goal(name: str, ratio: dict, limit: float, better: str, where: str,

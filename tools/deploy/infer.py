@@ -66,8 +66,7 @@ def main(argv: Optional[List[str]] = None) -> list:
     results = []
     for path in args.images:
         try:
-            image = read_image(path)
-            result = detector.predict(image)
+            result = detector.predict(path)
         except RUNTIME_ERRORS as exc:
             message = str(exc) if path in str(exc) else f'{path}: {exc}'
             sys.exit(f'error: {message}')
@@ -83,7 +82,7 @@ def main(argv: Optional[List[str]] = None) -> list:
                   + ' '.join(f'{v:7.1f}' for v in box))
         if args.show_dir:
             os.makedirs(args.show_dir, exist_ok=True)
-            draw_detections(image, result, detector.classes,
+            draw_detections(read_image(path), result, detector.classes,
                             osp.join(args.show_dir, osp.basename(path)),
                             detector.meta.palette, args.score_thr,
                             args.max_draw_side)

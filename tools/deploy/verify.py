@@ -11,8 +11,8 @@ Exit code 1, with one ``error: ...`` line naming the file, when parity
 misses its thresholds (printed with the result): at least 99% of the
 untied detections pair up (``--min-matched``; untied: no other detection
 of the image scores within 2e-3, so their pairing does not depend on tie
-order) and the bbox (and segm) mAP differ by at most 2% of PyTorch's
-(``--map-rel-tol``). Unusable files and arguments also end in one
+order) and the bbox (and segm) mAP of the untied detections differ by at
+most 2% of PyTorch's (``--map-rel-tol``). Unusable files and arguments also end in one
 ``error:`` line (exit 1; 2 for command-line errors).
 
 Example::
@@ -66,8 +66,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'pair up (default: %(default)s)')
     parser.add_argument('--map-rel-tol', type=float,
                         default=defaults.map_rel_tol,
-                        help='largest |mAP difference| as a share of '
-                        'PyTorch\'s mAP (default: %(default)s)')
+                        help='largest |mAP difference| of the untied '
+                        'detections as a share of PyTorch\'s (default: '
+                        '%(default)s)')
     args = parser.parse_args(argv)
     try:
         check_threads(args.threads, '--threads')
@@ -113,7 +114,7 @@ def main(argv: Optional[List[str]] = None):
             worst_score_diff=m.worst_score_diff, metrics=report.metrics,
             mask_pairs=m.mask_pairs, worst_mask_iou=m.worst_mask_iou,
             segm_metrics=report.segm_metrics, untied=m.untied,
-            untied_fraction=m.untied_fraction,
+            untied_fraction=m.untied_fraction, untied_map=report.untied_map,
             failures=report.failures(args.thresholds)),
             indent=1), args.json)
     print(f'thresholds: {args.thresholds.describe()}')
