@@ -3,7 +3,7 @@
 Prints the detections of each image (original-image pixels) and, with
 ``--show-dir``, draws them (boxes, and masks for Mask R-CNN files) as
 ``tools/test.py --show-dir`` does; images larger than
-``--max-draw-side`` (default 2048 px) are drawn downscaled to it. Runs on
+``--max-draw-side`` (default 1333 px) are drawn downscaled to it. Runs on
 onnxruntime (``--runtime ort``, default) or OpenVINO (``--runtime
 openvino``, forced to f32). Needs no PyTorch model, config or checkpoint.
 Every failure (a model or image file that cannot be used, a bad argument)
