@@ -12,8 +12,8 @@ misses its thresholds (printed with the result): at least 99% of the
 untied detections pair up (``--min-matched``; untied: no other detection
 of the image scores within 2e-3, so their pairing does not depend on tie
 order) and the bbox (and segm) mAP of the untied detections differ by at
-most 2% of PyTorch's (``--map-rel-tol``). Unusable files and arguments also end in one
-``error:`` line (exit 1; 2 for command-line errors).
+most 2% of PyTorch's (``--map-rel-tol``). Unusable files and arguments
+also end in one ``error:`` line (exit 1; 2 for command-line errors).
 
 Example::
 
