@@ -7,7 +7,6 @@ import json
 import os.path as osp
 import re
 import struct
-import subprocess
 import sys
 import zlib
 
@@ -690,18 +689,3 @@ def test_bad_images_and_thread_counts_are_named(trained, tmp_path, capsys):
                        r'\[0, \d+\] .*got 100000'):
         DeployedDetector(trained['model'], threads=100000)
 
-
-def test_infer_tool_exit_code_and_one_line(broken_models, trained):
-    """The real process: exit code 1, one ``error:`` line naming the file,
-    no traceback."""
-    path = broken_models['truncated.onnx']
-    image = osp.join(trained['data'], 'val', '000000.png')
-    done = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'deploy',
-                                                    'infer.py'),
-                           path, image], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 1, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f'error: {path} cannot '
-                                                   'be read as an ONNX'), \
-        done.stderr
