@@ -688,4 +688,3 @@ def test_bad_images_and_thread_counts_are_named(trained, tmp_path, capsys):
     with pytest.raises(ValueError, match=r'threads must be an int in '
                        r'\[0, \d+\] .*got 100000'):
         DeployedDetector(trained['model'], threads=100000)
-
