@@ -142,7 +142,9 @@ def test_fuse_is_idempotent_and_inference_only():
     assert fused.fuse() is fused and fuse_model(fused) is fused
     assert all(torch.equal(v, fused.state_dict()[k])
                for k, v in before.items())
-    assert all(torch.equal(a, b) for a, b in zip(run(fused, X), out))
+    again = run(fused, X)
+    assert len(again) == len(out) == 6
+    assert all(torch.equal(a, b) for a, b in zip(again, out))
     fused.train()
     with pytest.raises(RuntimeError, match='fused for inference'):
         fused(X)
@@ -160,7 +162,9 @@ def test_fuse_rejects_unfoldable_norms():
     with pytest.raises(TypeError, match='GroupNorm at blocks.3.se.fc1'):
         model.fuse()
     assert not is_fused(model) and model.stem.conv.bias is None
-    assert all(torch.equal(a, e) for a, e in zip(run(model, X), expected))
+    after = run(model, X)
+    assert len(after) == len(expected) == len(before) == 6
+    assert all(torch.equal(a, e) for a, e in zip(after, expected))
     assert not all(torch.equal(a, b) for a, b in zip(expected, before))
     lone_bn = nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3)).eval()
     with pytest.raises(TypeError, match=r"BatchNorm layers \['1'\] do not "
@@ -185,6 +189,53 @@ def test_fused_checkpoint_round_trip(tmp_path):
     with pytest.raises(CheckpointError,
                        match='x.pth is not a fused checkpoint'):
         load_fused(str(tmp_path / 'x.pth'))
+
+
+def test_fused_meta_must_describe_the_files_tensors(tmp_path):
+    """A fused file's meta says how big a model to build; a small file that
+    declares a huge one is refused, naming the file and the value, before
+    anything of that size is allocated (the model is first built on the
+    meta device)."""
+    from rexnet_det.checkpoint import CheckpointMismatchError
+    tool = load_tool('export_onnx')
+    meta = dict(fused=True, arch='v1', width_mult=1.0, depth_mult=1.0,
+                classifier=True, out_indices=[5], channels_last=False,
+                num_classes=500000)
+    tiny = str(tmp_path / 'tiny.pth')
+    torch.save(dict(state_dict={'head.fc.bias': torch.zeros(8)}, meta=meta),
+               tiny)
+    assert osp.getsize(tiny) < 4096
+    with pytest.raises(SystemExit) as exc:
+        tool.main([tiny, str(tmp_path / 'x.onnx')])
+    message = exc.value.code
+    assert message.startswith(f'error: {tiny}: its meta ') and \
+        'num_classes=500000' in message and '\n' not in message
+    assert 'declares 16 blocks, but the file holds only 1 tensors' in message
+    # every tensor present, but the meta claims 500000 classes
+    model = build('lite', 'classifier').fuse()
+    payload = fused_checkpoint(model)
+    payload['meta']['num_classes'] = 500000
+    forged = str(tmp_path / 'forged.pth')
+    torch.save(payload, forged)
+    with pytest.raises(CheckpointMismatchError, match=(
+            r'forged.pth: its meta \(.*num_classes=500000\) describes '
+            r'head.fc.bias as \[500000\], but the file holds \[1000\]; '
+            r'nothing was built')):
+        load_fused(forged)
+    for key, value, problem in (('num_classes', 'many', 'num_classes'),
+                                ('width_mult', 'wide', 'width_mult must '
+                                 'be a finite number > 0'),
+                                ('arch', None, 'arch must be one of')):
+        payload['meta'] = dict(fused_checkpoint(model)['meta'],
+                               **{key: value})
+        torch.save(payload, forged)
+        with pytest.raises(CheckpointError, match=problem):
+            load_fused(forged)
+    del payload['meta']['channels_last']
+    torch.save(payload, forged)
+    with pytest.raises(CheckpointError,
+                       match=r"meta lacks \['channels_last'\]"):
+        load_model(forged)
 
 
 def test_load_model_infers_the_variant(tmp_path):
@@ -271,7 +322,9 @@ def test_jit_trace_matches_eager(fused):
         traced = torch.jit.trace(model, synthetic_input(5, (1, 3, 64, 64)),
                                  check_trace=False)
     # traced at 64x64, run at another batch and size
-    for a, e in zip(run(traced, X), run(model, X)):
+    actual, expected = run(traced, X), run(model, X)
+    assert len(actual) == len(expected) == 6
+    for a, e in zip(actual, expected):
         assert a.shape == e.shape
         assert relative_error(a, e) < FUSE_TOLERANCE
 
@@ -283,5 +336,6 @@ def test_torch_compile_captures_the_backbone_whole():
     actual, expected = run(compiled, x), run(model, x)
     assert [tuple(a.shape) for a in actual] == [(1, 61, 8, 8),
                                                 (1, 185, 2, 2)]
+    assert len(expected) == 2
     for a, e in zip(actual, expected):
         assert relative_error(a, e) < FUSE_TOLERANCE

@@ -5,7 +5,10 @@ import copy
 import functools
 import json
 import os.path as osp
+import re
+import struct
 import sys
+import zlib
 
 import numpy as np
 import onnx
@@ -14,13 +17,16 @@ import torch
 
 from rexnet_det.datasets import (ImageLoadError, SyntheticCocoSpec,
                                  make_synthetic_coco)
-from rexnet_det.deploy.compare import match_detections
-from rexnet_det.deploy.detector import (EMPTY_LABEL, DeployedDetector,
+from rexnet_det.deploy.compare import match_detections, same_score_multiset
+from rexnet_det.deploy.detector import (EMPTY_LABEL, RUNTIMES,
+                                        DeployedDetector,
                                         NotADeployedDetectorError,
                                         RuntimeNotInstalledError,
                                         SingleStageExport,
                                         UnsupportedDetectorError,
                                         export_detector, verify_detector)
+from rexnet_det.deploy.detector.runtime import (MAX_IMAGE_PIXELS,
+                                                InvalidImageError)
 from rexnet_det.deploy.detector.ops import (batched_nms_fixed,
                                             delta_xywh_decode, level_anchors,
                                             non_max_suppression,
@@ -222,6 +228,70 @@ def test_grid_anchors_follow_the_feature_shape(tmp_path):
             (h, w), 0, device='cpu').numpy())
 
 
+def test_dense_capped_ties_keep_the_score_multiset(tmp_path):
+    """300 candidates in 5 groups of exactly equal scores, NMS and
+    max_per_img both binding: which tied boxes fill the last slots is
+    arbitrary (it differs between CPUs and runtimes), so eager PyTorch,
+    onnxruntime and OpenVINO are compared by their score multiset, with
+    boxes matched among equal scores."""
+    import onnxruntime as ort
+    import openvino as ov
+    gen = torch.Generator().manual_seed(0)
+    # a 20 x 15 grid of disjoint 8 px boxes; each has a twin shifted by
+    # 1 px (IoU 0.6) that scores lower and is suppressed
+    y, x = torch.meshgrid(torch.arange(15.) * 10, torch.arange(20.) * 10,
+                          indexing='ij')
+    grid = torch.stack([x, y, x + 8, y + 8], -1).reshape(-1, 4)
+    levels = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
+    score = levels[torch.randperm(300, generator=gen) % 5]
+    label = torch.randint(0, 3, (300, ), generator=gen)
+    boxes = torch.cat([grid, grid + 1])[None]
+    scores = torch.cat([score, score - 0.05])[None]
+    labels = torch.cat([label, label])[None]
+    k = 100  # 60 boxes at 0.9, then 40 of the 60 tied at 0.8
+
+    class Op(torch.nn.Module):
+        def forward(self, b, s, lab):
+            dets, out_labels, _ = batched_nms_fixed(b, s, lab, s > 0, 0.5, k)
+            return dets, out_labels
+
+    with torch.no_grad():
+        outputs = {'eager': [o.numpy() for o in Op()(boxes, scores,
+                                                      labels)]}
+    path = str(tmp_path / 'dense.onnx')
+    torch.onnx.export(Op(), (boxes, scores, labels), path, dynamo=False,
+                      opset_version=17, input_names=['b', 's', 'lab'],
+                      output_names=['dets', 'labels'])
+    feed = {'b': boxes.numpy(), 's': scores.numpy(), 'lab': labels.numpy()}
+    outputs['ort'] = ort.InferenceSession(
+        path, providers=['CPUExecutionProvider']).run(None, feed)
+    compiled = ov.Core().compile_model(path, 'CPU',
+                                       {'INFERENCE_PRECISION_HINT': 'f32'})
+    result = compiled(feed)
+    outputs['openvino'] = [np.asarray(result[o]) for o in compiled.outputs]
+    expected = np.array([0.9] * 60 + [0.8] * 40, np.float32)
+    top = (score == 0.9).numpy()
+    assert top.sum() == 60 and (score == 0.8).sum() == 60
+    ref = (grid[top].numpy(), score[top].numpy(), label[top].numpy())
+    tied = {tuple(b) + (int(lab), ) for b, lab in
+            zip(grid[score == 0.8].tolist(), label[score == 0.8])}
+    for name, (dets, out_labels) in outputs.items():
+        boxes_, scores_, labels_ = filled(dets[0], out_labels[0])
+        assert same_score_multiset(scores_, expected, 0), name
+        above = scores_ > 0.85
+        # above the cut every tied box is there: they pair up, whatever
+        # their order (and none is "untied": positions mean nothing)
+        match = match_detections(ref, (boxes_[above], scores_[above],
+                                       labels_[above]), iou_thr=1.0,
+                                 score_tol=0)
+        assert match.matched == 60 and match.fraction == 1.0, name
+        assert match.untied == 0
+        # at the cut: 40 different boxes, each one of the 60 tied at 0.8
+        cut = {tuple(b) + (int(lab), ) for b, lab in
+               zip(boxes_[~above].tolist(), labels_[~above])}
+        assert len(cut) == 40 and cut <= tied, name
+
+
 @pytest.mark.parametrize('keep_ratio, size, static', [
     (False, (64, 96), True), (True, (96, 128), True),
     (True, (96, 128), False)])
@@ -401,10 +471,14 @@ def test_trained_export_verifies_with_onnxruntime(trained, tmp_path, capsys):
     printed = capsys.readouterr().out
     match = report.match
     assert report.images == 32 and match.reference > 0  # non-empty
-    assert match.candidate > 0 and match.fraction >= 0.99
+    # ~166 detections per image down to score_thr 0.02: most lie within
+    # 2e-3 of another; about a tenth are untied, and all of those pair up
+    assert match.candidate > 0 and match.untied >= match.reference // 10
+    assert match.untied_fraction == 1.0, report.summary()
     assert match.worst_box_diff < 0.05
-    assert abs(report.map_deployed - report.map_reference) <= 0.001
-    assert report.map_reference > 0  # some detections hit the shapes
+    # some detections hit the shapes; untied mAP within 2% of it
+    assert report.untied_map['bbox']['reference'] > 0
+    assert report.failures() == [] and 'parity: met' in printed
     assert 'detections matched' in printed and ' ORT' in printed
     with open(out) as f:
         assert json.load(f)['matched'] == match.matched
@@ -413,11 +487,12 @@ def test_trained_export_verifies_with_onnxruntime(trained, tmp_path, capsys):
 def test_trained_export_verifies_with_openvino(trained):
     report = verify_detector(trained['config'], trained['checkpoint'],
                              trained['model'], runtime='openvino',
-                             threads=1)
-    assert report.images == 32 and report.match.reference > 0
-    assert report.match.fraction >= 0.99
+                             threads=1, max_images=8)
+    assert report.images == 8 and report.match.reference > 0
+    assert report.match.untied >= report.match.reference // 10
+    assert report.match.untied_fraction == 1.0, report.summary()
     assert report.match.worst_box_diff < 0.05
-    assert abs(report.map_deployed - report.map_reference) <= 0.001
+    assert report.failures() == []
 
 
 def test_trained_metadata_and_infer_tool(trained, tmp_path, capsys):
@@ -518,3 +593,169 @@ def test_stretch_export_at_another_size_is_verified_at_that_size():
     from mmdet.utils import get_test_pipeline_cfg
     resize = [s for s in get_test_pipeline_cfg(cfg) if s.type == 'Resize']
     assert resize and resize[0].scale == (192, 256)
+
+
+# --------------------------------- broken files, images and arguments
+
+def tool_error(name, argv):
+    """The one ``error: ...`` line a deploy tool exits with
+    (``sys.exit(message)``: printed to stderr, exit code 1)."""
+    with pytest.raises(SystemExit) as exc:
+        deploy_tool(name).main(argv)
+    message = exc.value.code
+    assert isinstance(message, str) and message.startswith('error: ')
+    assert '\n' not in message
+    return message
+
+
+def with_metadata(model, path, **changes):
+    """A copy of the ONNX file `model` with metadata entries replaced by
+    raw strings (None removes one)."""
+    proto = onnx.load(model)
+    props = {p.key: p.value for p in proto.metadata_props}
+    for key, value in changes.items():
+        if value is None:
+            props.pop(key)
+        else:
+            props[key] = value
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, path)
+    return path
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header declares `width` x `height` but whose pixel
+    data stops after a few rows (a decompression-bomb shape)."""
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    rows = zlib.compress(b'\0' * (width * 3 + 1) * 4)
+    with open(path, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack(
+            '>IIBBBBB', width, height, 8, 2, 0, 0, 0)) + chunk(b'IDAT', rows)
+                + chunk(b'IEND', b''))
+    return path
+
+
+# file name -> what the error says about it
+BROKEN_MODELS = {
+    'empty.onnx': 'is empty (0 bytes), not an ONNX model',
+    'truncated.onnx': 'cannot be read as an ONNX model by',
+    'text.onnx': 'cannot be read as an ONNX model by',
+    'not_json.onnx': 'metadata is not JSON',
+    'no_resize.onnx': "metadata 'resize' must be an object with mode, size",
+    'bad_classes.onnx': "metadata 'classes' must be a non-empty list of "
+                        'strings, got 5',
+    'huge_input.onnx': 'size of two ints in [1, 8192] (resize.size is '
+                       '[100000, 100000])',
+    'bad_interpolation.onnx': "interpolation 'magic'",
+    'masks_claimed.onnx': "metadata says the graph outputs ['dets', "
+                          "'labels', 'masks'], but it outputs ['dets', "
+                          "'labels']",
+}
+
+
+@pytest.fixture(scope='module')
+def broken_models(trained, tmp_path_factory):
+    """Real broken files made from the trained export."""
+    folder = tmp_path_factory.mktemp('broken_models')
+    good = trained['model']
+    with open(good, 'rb') as f:
+        data = f.read()
+    for name, content in (('empty.onnx', b''),
+                          ('truncated.onnx', data[:len(data) // 2]),
+                          ('text.onnx', b'version https://git-lfs.github.com'
+                           b'/spec/v1\noid sha256:0\nsize 1\n')):
+        (folder / name).write_bytes(content)
+    resize = json.loads(dict((p.key, p.value) for p in onnx.load(
+        good).metadata_props)['resize'])
+    for name, changes in (
+            ('not_json.onnx', dict(classes='[circle')),
+            ('no_resize.onnx', dict(resize=None)),
+            ('bad_classes.onnx', dict(classes='5')),
+            ('huge_input.onnx', dict(resize=json.dumps(
+                dict(resize, size=[100000, 100000])))),
+            ('bad_interpolation.onnx', dict(resize=json.dumps(
+                dict(resize, interpolation='magic')))),
+            ('masks_claimed.onnx', dict(masks='true'))):
+        with_metadata(good, str(folder / name), **changes)
+    return {name: str(folder / name) for name in BROKEN_MODELS}
+
+
+@pytest.mark.parametrize('runtime', RUNTIMES)
+def test_broken_model_files_are_one_named_error(broken_models, trained,
+                                                runtime):
+    image = osp.join(trained['data'], 'val', '000000.png')
+    # the metadata checks do not depend on the runtime; OpenVINO compiles
+    # each file it can read (seconds), so it gets the unreadable ones and
+    # one with broken metadata
+    names = list(BROKEN_MODELS) if runtime == 'ort' else [
+        'empty.onnx', 'truncated.onnx', 'text.onnx', 'not_json.onnx']
+    for name in names:
+        problem = BROKEN_MODELS[name]
+        path = broken_models[name]
+        with pytest.raises(NotADeployedDetectorError,
+                           match=re.escape(problem)) as exc:
+            DeployedDetector(path, runtime)
+        assert path in str(exc.value)
+        message = tool_error('infer', [path, image, '--runtime', runtime])
+        assert path in message and problem in message
+
+
+def test_verify_refuses_broken_files_and_another_checkpoint(
+        trained, broken_models, tmp_path):
+    message = tool_error('verify', [trained['config'], trained['checkpoint'],
+                                    broken_models['truncated.onnx']])
+    assert 'truncated.onnx cannot be read as an ONNX model' in message
+    # the file was exported from another checkpoint: a verify that says
+    # "matched 32%" and exits 0 would let it ship
+    from rexnet_det.checkpoint import load_checkpoint_file
+    state = load_checkpoint_file(trained['checkpoint'])['state_dict']
+    gen = torch.Generator().manual_seed(0)
+    other = {k: v + 0.5 * v.std() * torch.randn(v.shape, generator=gen)
+             if 'bbox_head.cls' in k and v.is_floating_point() else v
+             for k, v in state.items()}
+    checkpoint = str(tmp_path / 'other.pth')
+    torch.save({'state_dict': other}, checkpoint)
+    out = str(tmp_path / 'verify.json')
+    message = tool_error('verify', [trained['config'], checkpoint,
+                                    trained['model'], '--max-images', '4',
+                                    '--json', out])
+    assert message.startswith(f'error: {trained["model"]} does not '
+                              f'reproduce {trained["config"]} + '
+                              f'{checkpoint}: ')
+    assert re.search(r'[\d.]+% of \d+ untied detections matched < 99%',
+                     message), message
+    with open(out) as f:
+        saved = json.load(f)
+    assert saved['untied'] > 0 and saved['untied_fraction'] < 0.99
+    assert saved['failures'] and saved['failures'][0] in message
+
+
+def test_bad_images_and_thread_counts_are_named(trained, tmp_path, capsys):
+    detector = DeployedDetector(trained['model'], threads=1)
+    with pytest.raises(InvalidImageError,
+                       match=re.escape('image array [0, 0, 3] is empty '
+                                       '(0x0 px)')):
+        detector.predict(np.zeros((0, 0, 3), np.uint8))
+    # refused from the header: 10000 x 10000 x 3 bytes are never allocated
+    bomb = png_header_only(str(tmp_path / 'bomb.png'), 10000, 10000)
+    with pytest.raises(InvalidImageError, match=re.escape(
+            f'image {bomb} has 10000x10000 = 100000000 pixels, more than '
+            f'the limit {MAX_IMAGE_PIXELS}')):
+        detector.predict(bomb)
+    assert bomb in tool_error('infer', [trained['model'], bomb])
+    for value in ('100000', '-1'):
+        for name, argv in (('infer', [trained['model'], bomb]),
+                           ('verify', [trained['config'],
+                                       trained['checkpoint'],
+                                       trained['model']])):
+            with pytest.raises(SystemExit) as exc:
+                deploy_tool(name).main(argv + ['--threads', value])
+            assert exc.value.code == 2
+            assert re.search(rf'--threads must be an int in \[0, \d+\] .*'
+                             rf'got {value}', capsys.readouterr().err)
+    with pytest.raises(ValueError, match=r'threads must be an int in '
+                       r'\[0, \d+\] .*got 100000'):
+        DeployedDetector(trained['model'], threads=100000)

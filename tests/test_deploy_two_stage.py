@@ -4,6 +4,7 @@ R-CNN verified end to end (boxes and masks), and the errors users meet."""
 import json
 import os
 import os.path as osp
+import re
 
 import cv2
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 from rexnet_det.datasets import SyntheticCocoSpec, make_synthetic_coco
-from rexnet_det.deploy.compare import mask_iou, match_detections
+from rexnet_det.deploy.compare import match_detections
+from rexnet_det.deploy.detector.runtime import InvalidImageError
 from rexnet_det.deploy.detector import (DeployedDetector, TwoStageExport,
                                         UnsupportedDetectorError,
                                         export_detector, verify_detector)
@@ -25,7 +27,7 @@ from tools.lib.detectors import build_detector
 
 from .conftest import ROOT, train_briefly_and_export
 from .test_deploy_detector import (config, deploy_tool, filled, images,
-                                   mmdet_predict)
+                                   mmdet_predict, tool_error)
 
 MASK_DEMO = osp.join(ROOT, 'configs/demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py')
 FASTER_RCNN = 'rexnet_det::faster_rcnn/faster-rcnn_rexnet-1.0x_fpn_1x_coco.py'
@@ -218,27 +220,37 @@ def check_two_stage(detector, cfg, wrapper, deployed, shape, with_masks):
     ort_out = deployed.infer(x.numpy())
     assert len(ort_out) == len(outputs)
     ort = match_detections(ours, filled(ort_out[0][0], ort_out[1][0]))
-    # float rounding: with all 50 slots full, the last may go to another
-    # near-tie (the dynamic and a fixed-size export at this shape give
-    # identical outputs)
-    assert ort.fraction >= 0.98 and ort.worst_box_diff < 0.5, (shape, ort)
+    assert ort.untied > len(ref) and ort.untied_fraction == 1.0, (shape, ort)
+    assert ort.worst_box_diff < 0.5, ort
     if with_masks:
         keep = outputs[1][0] >= 0
         probs = outputs[2][0][keep]
-        assert probs.shape[1:] == shape
-        # mmdet binarises its pasted masks at 0.5
-        for i, j in zip(range(len(ref)), range(len(probs))):
-            assert mask_iou(ref.masks[i].numpy(),
-                            (probs[j] >= 0.5).numpy()) >= 0.99
+        assert probs.shape[1:] == shape and len(probs) == len(ours[0])
+        # masks pair with their detections, not by position (mmdet
+        # binarises its pasted masks at 0.5)
+        same = match_detections(
+            (ref.bboxes, ref.scores, ref.labels), ours,
+            masks=(ref.masks.numpy(), (probs >= 0.5).numpy()))
+        assert same.mask_pairs == same.matched == len(ref) == len(probs)
+        assert same.worst_mask_iou >= 0.99, same
         assert (outputs[2][0][~keep] == 0).all()
-        ort_masks = ort_out[2][0][ort_out[1][0] >= 0]
-        assert np.abs(ort_masks - probs.numpy()).max() < 0.05
+        ort_keep = ort_out[1][0] >= 0
+        ort_masks = ort_out[2][0][ort_keep]
+        assert len(ort_masks) == int(ort_keep.sum())
+        ort = match_detections(
+            ours, filled(ort_out[0][0], ort_out[1][0]),
+            masks=((probs >= 0.5).numpy(), ort_masks >= 0.5))
+        assert ort.untied_fraction == 1.0 and ort.mask_pairs == ort.matched
+        assert ort.worst_mask_iou >= 0.95, ort
 
 
 # ------------------------------ a briefly trained Mask R-CNN, end to end
 
 ITERS = 40
 SIZE = 96
+#: bbox mAP (untied detections) the fixture must reach: a signal for the
+#: tolerances to be relative to
+MIN_BBOX_MAP = 0.01
 
 
 @pytest.fixture(scope='session')
@@ -274,6 +286,7 @@ def test_trained_mask_rcnn_verifies_with_onnxruntime(trained_mask_rcnn,
                                                      tmp_path, capsys):
     t = trained_mask_rcnn
     out = str(tmp_path / 'verify.json')
+    # exits 1 unless parity meets its thresholds
     report = deploy_tool('verify').main([t['config'], t['checkpoint'],
                                          t['model'], '--json', out])
     printed = capsys.readouterr().out
@@ -282,23 +295,34 @@ def test_trained_mask_rcnn_verifies_with_onnxruntime(trained_mask_rcnn,
     with open(osp.join(t['data'], 'annotations/instances_val.json')) as f:
         sizes = [(i['height'], i['width']) for i in json.load(f)['images']]
     assert any(h > w for h, w in sizes) and any(h < w for h, w in sizes)
-    # non-square images, each padded as mmdet pads it: exact parity. The
-    # 40-iteration RPN scores some padding anchors exactly alike, and one
-    # low-scoring detection (0.097) hinges on the order of those ties
-    # (PyTorch's sort vs onnxruntime's TopK); confident ones all pair up.
+    # non-square images, each padded as mmdet pads it. A barely trained
+    # RPN scores some padding anchors exactly alike, and low-scoring
+    # detections can hinge on the order of those ties (PyTorch's sort vs
+    # onnxruntime's TopK, and CPU to CPU): untied and confident ones all
+    # pair up, exactly.
     sure = report.confident
-    assert sure.reference >= 3 and sure.fraction == 1.0, report.summary()
-    assert max(m.reference, m.candidate) - m.matched <= 1, report.summary()
+    assert sure.reference >= 1 and sure.fraction == 1.0, report.summary()
+    # a signal for the tolerances to be relative to
+    assert report.untied_map['bbox']['reference'] >= MIN_BBOX_MAP, \
+        report.summary()
+    assert m.untied > 0 and m.untied_fraction == 1.0, report.summary()
     assert m.worst_box_diff < 1e-3, report.summary()
     assert m.mask_pairs == m.matched > 0
     assert m.worst_mask_iou >= 0.99, report.summary()
-    assert abs(report.map_deployed - report.map_reference) <= 1e-3
-    assert abs(report.segm_map_deployed -
-               report.segm_map_reference) <= 1e-3
+    # mAP of the untied detections within 2% of the signal; the mAP of all
+    # detections moves with the tie order on other CPUs
+    assert report.failures() == [] and set(report.untied_map) == {'bbox',
+                                                                   'segm'}
+    for maps in report.untied_map.values():
+        assert maps['reference'] > 0, report.summary()
+        assert abs(maps['deployed'] - maps['reference']) <= \
+            0.02 * maps['reference'], report.summary()
     assert 'seg ORT' in printed and 'worst mask IoU' in printed
+    assert 'thresholds: >= 99% of untied detections matched' in printed
+    assert 'parity: met' in printed
     with open(out) as f:
         saved = json.load(f)
-    assert saved['mask_pairs'] == m.mask_pairs
+    assert saved['mask_pairs'] == m.mask_pairs and saved['failures'] == []
     assert saved['segm_metrics']['deployed']['AP'] == pytest.approx(
         report.segm_map_deployed)
 
@@ -315,20 +339,45 @@ def test_trained_mask_rcnn_openvino_and_infer_tool(trained_mask_rcnn,
     assert 'masks: float32 [N, K, H, W]' in json.loads(props['output_layout'])
     report = verify_detector(t['config'], t['checkpoint'], t['model'],
                              runtime='openvino', threads=1, max_images=8)
-    assert report.match.reference > 0 and report.confident.fraction == 1.0
     m = report.match
-    assert max(m.reference, m.candidate) - m.matched <= 1  # the tie above
-    assert report.match.worst_mask_iou >= 0.99
+    assert m.reference > 0 and m.untied > 0 and report.confident.fraction \
+        == 1.0
+    assert m.untied_fraction == 1.0, report.summary()
+    assert m.worst_mask_iou >= 0.99 and report.failures() == []
     paths = [osp.join(t['data'], 'val', f'{i:06d}.png') for i in range(2)]
     show = str(tmp_path / 'vis')
     results = deploy_tool('infer').main([t['model'], *paths, '--show-dir',
-                                         show, '--score-thr', '0.05'])
+                                         show, '--score-thr', '0.05',
+                                         '--max-draw-side', '64'])
     shapes = [cv2.imread(p).shape[:2] for p in paths]
     assert all(len(r) > 0 and r.masks is not None and
                r.masks.shape == (len(r), *shape) and r.masks.dtype == bool
                for r, shape in zip(results, shapes))
-    assert all(osp.isfile(osp.join(show, osp.basename(p))) for p in paths)
+    # results in the image's pixels, the drawing downscaled to a long
+    # side of 64
+    for p, (h, w) in zip(paths, shapes):
+        drawn = cv2.imread(osp.join(show, osp.basename(p)))
+        assert drawn is not None and max(drawn.shape[:2]) == 64
     assert '(with masks)' in capsys.readouterr().out
+
+
+def test_thin_image_on_a_keep_ratio_export_is_named(trained_mask_rcnn,
+                                                    tmp_path):
+    """A 1 x 5000 px image rescales to 0 px high on the 96 px keep-ratio
+    canvas: a named error, not a cv2.error traceback."""
+    t = trained_mask_rcnn
+    detector = DeployedDetector(t['model'], threads=1)
+    assert detector.meta.resize.mode == 'keep_ratio'
+    thin = str(tmp_path / 'thin.png')
+    assert cv2.imwrite(thin, np.full((1, 5000, 3), 128, np.uint8))
+    problem = (f'image {thin} (1x5000 px) cannot be resized to the input '
+               f'of {t["model"]} (keep_ratio to [96, 96])')
+    with pytest.raises(InvalidImageError, match=re.escape(problem)):
+        detector.predict(thin)
+    assert problem in tool_error('infer', [t['model'], thin])
+    with pytest.raises(InvalidImageError, match=re.escape(
+            'image array (1x5000 px) cannot be resized')):
+        detector.predict(np.zeros((1, 5000, 3), np.uint8))
 
 
 # ------------------------------------------------------------------ errors
@@ -395,10 +444,10 @@ def test_demo_deploy_step(trained_mask_rcnn, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert outcome.ok and osp.isfile(outcome.onnx_path)
     assert outcome.report.confident.fraction == 1.0
-    m = outcome.report.match
-    assert m.reference > 0 and m.reference - m.matched <= 1  # see above
+    assert outcome.report.match.untied_fraction == 1.0
+    assert outcome.report.failures() == []
     assert sorted(os.listdir(outcome.vis_dir)) == [
         '000000.png', '000001.png']
     assert 'box ORT' in printed and 'seg ORT' in printed
-    assert 'latency per image' in printed and 'tolerance 0.002: met' in \
+    assert 'latency per image' in printed and 'parity (>= 99% of untied' in \
         printed

@@ -7,6 +7,14 @@ the worst box difference in pixels and the COCO bbox mAP of both; for
 Mask R-CNN files also the worst mask IoU of the pairs and the segm mAP.
 The image set defaults to the config's test set.
 
+Exit code 1, with one ``error: ...`` line naming the file, when parity
+misses its thresholds (printed with the result): at least 99% of the
+untied detections pair up (``--min-matched``; untied: no other detection
+of the image scores within 2e-3, so their pairing does not depend on tie
+order) and the bbox (and segm) mAP of the untied detections differ by at
+most 2% of PyTorch's (``--map-rel-tol``). Unusable files and arguments
+also end in one ``error:`` line (exit 1; 2 for command-line errors).
+
 Example::
 
     python tools/deploy/verify.py configs/demo/ssdlite_rexnet-1.0x_shapes.py \
@@ -23,12 +31,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
 from rexnet_det.checkpoint import CheckpointError  # noqa: E402
-from rexnet_det.datasets import ImageLoadError  # noqa: E402
 from rexnet_det.deploy.detector import (RUNTIMES,  # noqa: E402
-                                        NotADeployedDetectorError,
-                                        RuntimeNotInstalledError,
                                         UnsupportedDetectorError,
                                         verify_detector)
+from rexnet_det.deploy.detector.runtime import (RUNTIME_ERRORS,  # noqa: E402
+                                                check_threads)
+from rexnet_det.deploy.detector.verify import ParityThresholds  # noqa: E402
 from rexnet_det.evaluation import format_metrics  # noqa: E402
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
@@ -47,10 +55,31 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--max-images', type=int,
                         help='only the first N images')
     parser.add_argument('--threads', type=int, default=0,
-                        help='torch and runtime threads (0: defaults)')
+                        help='torch and runtime threads (0: defaults; at '
+                        'most the CPU count)')
     parser.add_argument('--json', metavar='PATH', help='also write the '
                         'figures as JSON')
-    return parser.parse_args(argv)
+    defaults = ParityThresholds()
+    parser.add_argument('--min-matched', type=float,
+                        default=defaults.min_untied_matched,
+                        help='least share of untied detections that must '
+                        'pair up (default: %(default)s)')
+    parser.add_argument('--map-rel-tol', type=float,
+                        default=defaults.map_rel_tol,
+                        help='largest |mAP difference| of the untied '
+                        'detections as a share of PyTorch\'s (default: '
+                        '%(default)s)')
+    args = parser.parse_args(argv)
+    try:
+        check_threads(args.threads, '--threads')
+        args.thresholds = ParityThresholds(args.min_matched,
+                                           args.map_rel_tol)
+    except ValueError as exc:
+        parser.error(str(exc).replace('min_untied_matched', '--min-matched')
+                     .replace('map_rel_tol', '--map-rel-tol'))
+    if args.max_images is not None and args.max_images < 1:
+        parser.error(f'--max-images must be >= 1, got {args.max_images}')
+    return args
 
 
 def main(argv: Optional[List[str]] = None):
@@ -64,9 +93,8 @@ def main(argv: Optional[List[str]] = None):
         report = verify_detector(args.config, args.checkpoint, args.model,
                                  args.ann_file, args.img_dir, args.runtime,
                                  args.threads, args.max_images, progress)
-    except (UnsupportedDetectorError, CheckpointError, FileNotFoundError,
-            NotADeployedDetectorError, RuntimeNotInstalledError,
-            ImageLoadError, ValueError) as exc:
+    except (UnsupportedDetectorError, CheckpointError) + RUNTIME_ERRORS \
+            as exc:
         sys.exit(f'error: {exc}')
     label = {'ort': 'ORT', 'openvino': 'OV'}[args.runtime]
     tables = {'PyTorch': report.metrics['reference'],
@@ -85,11 +113,19 @@ def main(argv: Optional[List[str]] = None):
             worst_box_diff=m.worst_box_diff,
             worst_score_diff=m.worst_score_diff, metrics=report.metrics,
             mask_pairs=m.mask_pairs, worst_mask_iou=m.worst_mask_iou,
-            segm_metrics=report.segm_metrics,
+            segm_metrics=report.segm_metrics, untied=m.untied,
+            untied_fraction=m.untied_fraction, untied_map=report.untied_map,
             confident_matched=report.confident.matched,
             confident_reference=report.confident.reference,
-            confident_deployed=report.confident.candidate),
+            confident_deployed=report.confident.candidate,
+            failures=report.failures(args.thresholds)),
             indent=1), args.json)
+    print(f'thresholds: {args.thresholds.describe()}')
+    failures = report.failures(args.thresholds)
+    if failures:
+        sys.exit(f'error: {args.model} does not reproduce {args.config} + '
+                 f'{args.checkpoint}: {"; ".join(failures)}')
+    print('parity: met')
     return report
 
 

@@ -32,7 +32,83 @@ EMPTY_SLOT = ('label -1 with box and score 0 (real detections score > '
 
 
 class NotADeployedDetectorError(ValueError):
-    """An ONNX file without rexnet_det detector metadata."""
+    """A file that is not a usable rexnet_det detector: the runtime cannot
+    read it, or its metadata is missing, broken or does not fit the graph.
+    The message names the file."""
+
+
+#: Field -> (JSON types, a check on the value, what it must be).
+_FIELDS = {
+    'classes': (list, lambda v: v and all(isinstance(c, str) for c in v),
+                'a non-empty list of strings'),
+    'score_thr': ((int, float), lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    'iou_threshold': ((int, float), lambda v: 0 <= v <= 1,
+                      'a number in [0, 1]'),
+    'nms_pre': (int, lambda v: v >= 1, 'an int >= 1'),
+    'max_per_img': (int, lambda v: v >= 1, 'an int >= 1'),
+    'dynamic_batch': (bool, None, 'true or false'),
+    'detector': (str, None, 'a string'),
+    'mean': (list, lambda v: len(v) == 3 and all(
+        isinstance(x, (int, float)) for x in v), '3 numbers'),
+    'std': (list, lambda v: len(v) == 3 and all(
+        isinstance(x, (int, float)) and x > 0 for x in v),
+        '3 numbers > 0'),
+    'palette': ((list, type(None)), None, 'a list or null'),
+    'source': (dict, None, 'an object'),
+    'masks': (bool, None, 'true or false'),
+    'mask_thr': ((int, float), lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+}
+_RESIZE_KEYS = ('mode', 'size', 'scale', 'interpolation', 'backend',
+                'pad_value')
+#: Largest input side a file may declare (the runtime allocates a
+#: ``[3, H, W]`` float32 canvas per image).
+MAX_INPUT_SIDE = 8192
+
+
+def _check_values(values: Dict[str, Any], source: str) -> None:
+    """Refuse missing or ill-typed fields, naming `source` and the field."""
+    def bad(key: str, need: str) -> NotADeployedDetectorError:
+        return NotADeployedDetectorError(
+            f'{source}: metadata {key!r} must be {need}, got '
+            f'{values.get(key, "(missing)")!r}')
+
+    for key, (types, check, need) in _FIELDS.items():
+        value = values.get(key)
+        optional = key in ('palette', 'source', 'masks', 'mask_thr')
+        if key not in values and optional:
+            continue
+        # bool is an int in Python, but not a number here
+        if not isinstance(value, types) or (
+                isinstance(value, bool) and bool not in (
+                    types if isinstance(types, tuple) else (types, ))) or (
+                check is not None and not check(value)):
+            raise bad(key, need)
+    resize = values.get('resize')
+    if not isinstance(resize, dict) or set(resize) - set(_RESIZE_KEYS) or \
+            not {'mode', 'size', 'scale'} <= set(resize):
+        raise bad('resize', f'an object with mode, size, scale (and '
+                  f'optionally {", ".join(_RESIZE_KEYS[3:])})')
+    for key in ('size', 'scale'):
+        side = resize[key]
+        if not isinstance(side, list) or len(side) != 2 or not all(
+                isinstance(x, int) and not isinstance(x, bool) and
+                1 <= x <= MAX_INPUT_SIDE for x in side):
+            raise bad('resize', f'{key} of two ints in [1, {MAX_INPUT_SIDE}]'
+                      f' (resize.{key} is {side!r})')
+    pad = resize.get('pad_value')
+    if pad is not None and not (isinstance(pad, list) and len(pad) == 3 and
+                                all(isinstance(x, (int, float))
+                                    for x in pad)):
+        raise bad('resize', f'pad_value of 3 numbers (is {pad!r})')
+    import mmcv.image.geometric as geometric
+    codes = {'cv2': geometric.cv2_interp_codes,
+             'pillow': getattr(geometric, 'pillow_interp_codes', {})}
+    backend = resize.get('backend', 'cv2')
+    if backend not in codes or resize.get(
+            'interpolation', 'bilinear') not in codes[backend]:
+        raise bad('resize', f'backend in {sorted(codes)} and one of its '
+                  f'interpolations (backend {backend!r}, interpolation '
+                  f'{resize.get("interpolation")!r})')
 
 
 @dataclass
@@ -98,7 +174,8 @@ class DeployMeta:
 
         Raises:
             NotADeployedDetectorError: `props` has no rexnet_det detector
-                metadata (the message names `source`).
+                metadata, or a field is missing or of the wrong type or
+                range (the message names `source` and the field).
         """
         try:
             values = {k: json.loads(v) for k, v in props.items()}
@@ -110,7 +187,12 @@ class DeployMeta:
                 f'{source} is not a detector exported by rexnet_det '
                 f'(metadata format {values.get("format")!r}, expected '
                 f'{FORMAT!r}); export it with tools/deploy/export.py')
+        _check_values(values, source)
         names = cls.__dataclass_fields__
         kwargs = {k: v for k, v in values.items() if k in names}
-        kwargs['resize'] = ResizeRule(**kwargs['resize'])
+        try:
+            kwargs['resize'] = ResizeRule(**kwargs['resize'])
+        except (TypeError, ValueError) as exc:
+            raise NotADeployedDetectorError(
+                f'{source}: metadata \'resize\' is invalid: {exc}') from None
         return cls(**kwargs)

@@ -13,6 +13,14 @@ pixels with probability ``>= mask_thr`` (0.5, mmdet's ``mask_thr_binary``):
 itself pastes each mask straight into the original image; where the
 resize is not the identity the two differ by interpolation at the mask
 border (``tools/deploy/verify.py`` reports the worst mask IoU).
+
+Limits, checked before anything of that size is allocated: images up to
+:data:`MAX_IMAGE_PIXELS` (read from the file header before decoding);
+masks of one image up to :data:`MAX_MASK_BYTES` (``n * h * w`` bytes);
+``threads`` up to the machine's CPU count. Every failure names the file or
+value: :class:`NotADeployedDetectorError` (a file onnxruntime / OpenVINO
+cannot read, or whose metadata is missing, broken or does not fit the
+graph), :class:`InvalidImageError`, :class:`InferenceError`.
 """
 import os
 from dataclasses import dataclass
@@ -21,15 +29,82 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..onnx import openvino_cpu_config, ort_session
-from .metadata import DeployMeta
+from .metadata import DeployMeta, NotADeployedDetectorError
 from .resize import PreparedImage
 
 RUNTIMES = ('ort', 'openvino')
 Image = Union[str, os.PathLike, np.ndarray]
+#: Largest image (h * w) the runtime takes: 8192 x 8192.
+MAX_IMAGE_PIXELS = 8192 * 8192
+#: Largest ``n * h * w`` of one image's boolean masks (2 GiB).
+MAX_MASK_BYTES = 2 << 30
 
 
 class RuntimeNotInstalledError(ImportError):
     """The requested inference runtime is not installed."""
+
+
+class InvalidImageError(ValueError):
+    """An image the detector cannot take (empty, larger than
+    :data:`MAX_IMAGE_PIXELS`, or too thin for the file's resize rule); the
+    message names it and its size."""
+
+
+class InferenceError(RuntimeError):
+    """The runtime failed to run a file's graph; the message names the
+    file."""
+
+
+#: What the runtime raises for a bad file, image or argument (each names
+#: it); tools print these as one ``error:`` line.
+RUNTIME_ERRORS = (OSError, ValueError, RuntimeNotInstalledError,
+                  InferenceError)
+
+
+def check_threads(threads: int, name: str = 'threads') -> int:
+    """`threads` if it is an int in ``[0, os.cpu_count()]`` (0: the
+    runtime's default).
+
+    Raises:
+        ValueError: Otherwise (names `name` and the value).
+    """
+    limit = os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or \
+            not 0 <= threads <= limit:
+        raise ValueError(f'{name} must be an int in [0, {limit}] (0: the '
+                         f'runtime\'s default; {limit} = this machine\'s '
+                         f'CPU count), got {threads!r}')
+    return threads
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f'{type(exc).__name__}: {text.splitlines()[0] if text else ""}'
+
+
+def _check_pixels(h: int, w: int, name: str) -> None:
+    if h < 1 or w < 1:
+        raise InvalidImageError(f'{name} is empty ({h}x{w} px)')
+    if h * w > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(
+            f'{name} has {h}x{w} = {h * w} pixels, more than the limit '
+            f'{MAX_IMAGE_PIXELS} (rexnet_det.deploy.detector.runtime.'
+            f'MAX_IMAGE_PIXELS); downscale it first')
+
+
+def _header_size(path: str) -> Optional[Tuple[int, int]]:
+    """``(h, w)`` from the image file's header, without decoding it; None
+    where Pillow does not know the format (the decoder then checks)."""
+    import warnings
+    try:
+        from PIL import Image as PILImage
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # DecompressionBombWarning
+            with PILImage.open(path) as im:
+                w, h = im.size
+    except Exception:  # missing Pillow, unknown format, bombs: decode later
+        return None
+    return h, w
 
 
 @dataclass
@@ -60,15 +135,25 @@ def read_image(image: Image) -> np.ndarray:
 
     Raises:
         ImageLoadError: A file that is missing or cannot be decoded (named).
+        InvalidImageError: An empty image or one larger than
+            :data:`MAX_IMAGE_PIXELS` (a file is checked from its header,
+            before decoding).
         ValueError: An array that is not ``[h, w, 3]`` uint8.
     """
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f'image array must be BGR uint8 [h, w, 3], got '
                              f'{image.dtype} {list(image.shape)}')
+        _check_pixels(*image.shape[:2], f'image array {list(image.shape)}')
         return image
     from ...datasets import CheckedLoadImageFromFile
-    return CheckedLoadImageFromFile()(dict(img_path=os.fspath(image)))['img']
+    path = os.fspath(image)
+    size = _header_size(path) if os.path.isfile(path) else None
+    if size is not None:
+        _check_pixels(*size, f'image {path}')
+    img = CheckedLoadImageFromFile()(dict(img_path=path))['img']
+    _check_pixels(*img.shape[:2], f'image {path}')
+    return img
 
 
 class _OrtSession:
@@ -78,6 +163,9 @@ class _OrtSession:
     def metadata(self) -> Dict[str, str]:
         """The file's ``metadata_props``."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def output_names(self) -> List[str]:
+        return [o.name for o in self.session.get_outputs()]
 
     def __call__(self, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self.session.run(None, inputs)
@@ -103,6 +191,9 @@ class _OpenVinoSession:
             return {}
         return {k: v.astype(str) for k, v in info['framework'].items()}
 
+    def output_names(self) -> List[str]:
+        return [o.get_any_name() for o in self.compiled.outputs]
+
     def __call__(self, inputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
         result = self.request.infer(inputs)
         return [np.asarray(result[o]) for o in self.outputs]
@@ -113,9 +204,12 @@ def open_session(path: str, runtime: str = 'ort', threads: int = 0):
     `path` on `runtime`.
 
     Raises:
-        ValueError: Unknown `runtime`.
+        ValueError: Unknown `runtime`, or `threads` out of range.
         RuntimeNotInstalledError: Its package is missing.
+        NotADeployedDetectorError: The runtime cannot read `path` (empty,
+            truncated or not an ONNX model; the message names it).
     """
+    check_threads(threads)
     if runtime not in RUNTIMES:
         raise ValueError(f'runtime must be one of {RUNTIMES}, got '
                          f'{runtime!r}')
@@ -128,8 +222,16 @@ def open_session(path: str, runtime: str = 'ort', threads: int = 0):
             f'installed; install it with pip install "rexnet_det[deploy]" '
             f'(or pip install {package}), or pick another --runtime') \
             from None
-    return (_OrtSession if runtime == 'ort' else _OpenVinoSession)(
-        path, threads)
+    if os.path.getsize(path) == 0:
+        raise NotADeployedDetectorError(f'{path} is empty (0 bytes), not an '
+                                        'ONNX model')
+    try:
+        return (_OrtSession if runtime == 'ort' else _OpenVinoSession)(
+            path, threads)
+    except Exception as exc:  # runtimes raise their own exception types
+        raise NotADeployedDetectorError(
+            f'{path} cannot be read as an ONNX model by {package} (truncated '
+            f'or not an ONNX file?): {_first_line(exc)}') from None
 
 
 class DeployedDetector:
@@ -142,9 +244,11 @@ class DeployedDetector:
         threads (int): Intra-op threads (0: the runtime's default).
 
     Raises:
-        FileNotFoundError: `path` does not exist.
-        NotADeployedDetectorError: The file lacks our metadata.
+        FileNotFoundError: `path` does not exist or is not a file.
+        NotADeployedDetectorError: The runtime cannot read the file, or its
+            metadata is missing, broken or does not fit the graph.
         RuntimeNotInstalledError: The runtime is not installed.
+        ValueError: `threads` is not in ``[0, os.cpu_count()]``.
 
     Example:
         >>> detector = DeployedDetector('ssdlite.onnx', runtime='openvino')
@@ -157,18 +261,47 @@ class DeployedDetector:
                  threads: int = 0) -> None:
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f'model file not found: {path}')
+            raise FileNotFoundError(
+                f'model file not found: {path}' if not os.path.exists(path)
+                else f'model {path} is not a file')
         self.path, self.runtime = path, runtime
         self.session = open_session(path, runtime, threads)
-        self.meta = DeployMeta.from_props(self.session.metadata(), path)
+        try:
+            props = self.session.metadata()
+        except Exception as exc:  # OpenVINO: values it cannot convert
+            raise NotADeployedDetectorError(
+                f'{path}: metadata cannot be read ({_first_line(exc)})'
+            ) from None
+        self.meta = DeployMeta.from_props(props, path)
+        expected = ['dets', 'labels'] + (['masks'] if self.meta.masks else [])
+        names = self.session.output_names()
+        if names != expected:
+            raise NotADeployedDetectorError(
+                f'{path}: metadata says the graph outputs {expected}, but it '
+                f'outputs {names}')
 
     @property
     def classes(self) -> List[str]:
         return self.meta.classes
 
     def prepare(self, image: Image) -> PreparedImage:
-        """Read and resize one image into the graph's input."""
-        return self.meta.resize.apply(read_image(image))
+        """Read and resize one image into the graph's input.
+
+        Raises:
+            InvalidImageError: The image is empty, too large, or so thin
+                that the resize rule leaves a side of 0 pixels.
+        """
+        img = read_image(image)
+        try:
+            return self.meta.resize.apply(img)
+        except Exception as exc:  # cv2.error and friends
+            h, w = img.shape[:2]
+            name = f'image {os.fspath(image)}' if not isinstance(
+                image, np.ndarray) else 'image array'
+            raise InvalidImageError(
+                f'{name} ({h}x{w} px) cannot be resized to the input of '
+                f'{self.path} ({self.meta.resize.mode} to '
+                f'{self.meta.resize.size}): {_first_line(exc)}') from None
 
     def infer(self, batch: np.ndarray,
               img_shapes: Optional[Sequence[Tuple[int, int]]] = None
@@ -202,7 +335,12 @@ class DeployedDetector:
                 img_shapes = [batch.shape[2:]] * batch.shape[0]
             inputs['img_shape'] = np.asarray(img_shapes, np.float32).reshape(
                 batch.shape[0], 2)
-        return tuple(self.session(inputs))
+        try:
+            return tuple(self.session(inputs))
+        except Exception as exc:  # runtimes raise their own exception types
+            raise InferenceError(
+                f'{self.runtime} failed to run {self.path} on a '
+                f'{list(batch.shape)} input: {_first_line(exc)}') from None
 
     def postprocess(self, dets: np.ndarray, labels: np.ndarray,
                     prepared: PreparedImage,
@@ -237,6 +375,12 @@ class DeployedDetector:
         import cv2
         new_h, new_w = prepared.img_shape
         h, w = prepared.ori_shape
+        if len(index) * h * w > MAX_MASK_BYTES:
+            raise InvalidImageError(
+                f'{len(index)} masks of {h}x{w} px need '
+                f'{len(index) * h * w} bytes, more than the limit '
+                f'{MAX_MASK_BYTES} (rexnet_det.deploy.detector.runtime.'
+                f'MAX_MASK_BYTES); downscale the image')
         if (new_h, new_w) == (h, w):  # not resized: crop and threshold
             return np.stack([masks[i, :h, :w] >= self.meta.mask_thr
                              for i in index]) if len(index) else \
