@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .resize import ResizeRule
+from .resize import DYNAMIC_MODE, ResizeRule
 
 #: Format tag; a reader refuses files without it.
 FORMAT = 'rexnet_det.detector/1'
@@ -59,7 +59,7 @@ _FIELDS = {
     'mask_thr': ((int, float), lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
 }
 _RESIZE_KEYS = ('mode', 'size', 'scale', 'interpolation', 'backend',
-                'pad_value')
+                'pad_value', 'divisor')
 #: Largest input side a file may declare (the runtime allocates a
 #: ``[3, H, W]`` float32 canvas per image).
 MAX_INPUT_SIDE = 8192
@@ -88,8 +88,16 @@ def _check_values(values: Dict[str, Any], source: str) -> None:
             not {'mode', 'size', 'scale'} <= set(resize):
         raise bad('resize', f'an object with mode, size, scale (and '
                   f'optionally {", ".join(_RESIZE_KEYS[3:])})')
+    divisor = resize.get('divisor', 1)
+    if not isinstance(divisor, int) or isinstance(divisor, bool) or \
+            not 1 <= divisor <= MAX_INPUT_SIDE:
+        raise bad('resize', f'divisor an int in [1, {MAX_INPUT_SIDE}] '
+                  f'(resize.divisor is {divisor!r})')
     for key in ('size', 'scale'):
         side = resize[key]
+        if key == 'size' and side is None and \
+                resize['mode'] == DYNAMIC_MODE:
+            continue  # any padded size: checked per batch by the runtime
         if not isinstance(side, list) or len(side) != 2 or not all(
                 isinstance(x, int) and not isinstance(x, bool) and
                 1 <= x <= MAX_INPUT_SIDE for x in side):
