@@ -55,6 +55,19 @@ DEMO_BBOX_MAP = 0.30
 #: ``make demo`` and ``tools/deploy/verify.py``: largest allowed difference
 #: between the deployed (ONNX) and the PyTorch mAP.
 DEPLOY_MAP_TOLERANCE = 0.002
+#: INT8 (issue #21): ``make demo`` and ``tools/deploy/int8_speed.py``.
+#:
+#: * ``map_drop``: INT8 bbox (and segm) mAP at most this far below PyTorch's
+#:   (absolute) on the trained demo Mask R-CNN and SSDLite-ReXNet;
+#: * ``speedup_vnni``: on a CPU with VNNI or AMX, INT8 SSDLite-ReXNet-1.0x at
+#:   least this many times faster than its own FP32 file, same runtime,
+#:   1 thread;
+#: * ``backbone_vs_effnet``: INT8 ReXNet-1.0x backbone latency at most this
+#:   times INT8 EfficientNet-B0's (pads folded);
+#: * ``vs_fp32_mbv2``: on VNNI/AMX, INT8 SSDLite-ReXNet latency at most this
+#:   times FP32 SSDLite-MobileNetV2's.
+INT8_GOALS = dict(map_drop=0.01, speedup_vnni=1.6, backbone_vs_effnet=1.0,
+                  vs_fp32_mbv2=1.0)
 
 
 def _goal(name: str, ratio: dict, limit: float, better: str, where: str,

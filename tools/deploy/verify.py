@@ -29,6 +29,7 @@ from rexnet_det.deploy.detector import (RUNTIMES,  # noqa: E402
                                         RuntimeNotInstalledError,
                                         UnsupportedDetectorError,
                                         verify_detector)
+from rexnet_det.deploy.quantize.accuracy import compare_int8  # noqa: E402
 from rexnet_det.evaluation import format_metrics  # noqa: E402
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
@@ -50,6 +51,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='torch and runtime threads (0: defaults)')
     parser.add_argument('--json', metavar='PATH', help='also write the '
                         'figures as JSON')
+    parser.add_argument('--fp32', metavar='ONNX', help='MODEL is an INT8 '
+                        'file quantized from this FP32 file: report PyTorch, '
+                        'FP32 and INT8 mAP side by side')
     return parser.parse_args(argv)
 
 
@@ -61,22 +65,30 @@ def main(argv: Optional[List[str]] = None):
               file=sys.stderr, flush=True)
 
     try:
-        report = verify_detector(args.config, args.checkpoint, args.model,
-                                 args.ann_file, args.img_dir, args.runtime,
-                                 args.threads, args.max_images, progress)
+        verify = compare_int8 if args.fp32 else verify_detector
+        report = verify(args.config, args.checkpoint, args.model,
+                        *([args.fp32] if args.fp32 else []), args.ann_file,
+                        args.img_dir, args.runtime, args.threads,
+                        args.max_images, progress)
     except (UnsupportedDetectorError, CheckpointError, FileNotFoundError,
             NotADeployedDetectorError, RuntimeNotInstalledError,
             ImageLoadError, ValueError) as exc:
         sys.exit(f'error: {exc}')
     label = {'ort': 'ORT', 'openvino': 'OV'}[args.runtime]
-    tables = {'PyTorch': report.metrics['reference'],
-              label: report.metrics['deployed']}
-    if report.segm_metrics:
+    if args.fp32:  # PyTorch, FP32 and INT8 side by side
+        int8, report = report, report.verify
+        tables = int8.tables(label)
+    else:
+        tables = {'PyTorch': report.metrics['reference'],
+                  label: report.metrics['deployed']}
+    if report.segm_metrics and not args.fp32:
         tables = {'box PT': tables['PyTorch'], f'box {label}': tables[label],
                   'seg PT': report.segm_metrics['reference'],
                   f'seg {label}': report.segm_metrics['deployed']}
     print(format_metrics(tables))
     print(report.summary())
+    if args.fp32:
+        print(int8.summary())
     if args.json:
         m = report.match
         atomic_write(json.dumps(dict(
@@ -85,9 +97,10 @@ def main(argv: Optional[List[str]] = None):
             worst_box_diff=m.worst_box_diff,
             worst_score_diff=m.worst_score_diff, metrics=report.metrics,
             mask_pairs=m.mask_pairs, worst_mask_iou=m.worst_mask_iou,
-            segm_metrics=report.segm_metrics),
+            segm_metrics=report.segm_metrics,
+            **(dict(fp32=int8.fp32) if args.fp32 else {})),
             indent=1), args.json)
-    return report
+    return int8 if args.fp32 else report
 
 
 if __name__ == '__main__':
