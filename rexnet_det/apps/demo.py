@@ -29,8 +29,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-from ..analysis.goals import DEMO_BBOX_MAP, DEPLOY_MAP_TOLERANCE
+from ..analysis.goals import DEMO_BBOX_MAP, DEPLOY_MAP_TOLERANCE, INT8_GOALS
 from ..utils.configs import resolve_config
+from .demo_int8 import int8_step
 
 DEFAULT_CONFIG = 'rexnet_det::demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py'
 
@@ -275,6 +276,10 @@ def run_demo(args: DemoOptions) -> int:
     deploy = deploy_and_verify(build_cfg(args, data_root, work_dir), ckpt,
                                out_dir, args.threads, args.num_vis)
 
+    section('INT8: quantized ONNX vs FP32 and PyTorch')
+    int8 = int8_step(build_cfg(args, data_root, work_dir), deploy.onnx_path,
+                     deploy.report, args.threads)
+
     bbox_map, segm_map = metrics['bbox']['AP'], metrics['segm']['AP']
     wall = time.perf_counter() - t_start
     section('summary')
@@ -298,4 +303,9 @@ def run_demo(args: DemoOptions) -> int:
           f'{deploy.report.map_reference:.3f} / '
           f'{deploy.report.segm_map_reference:.3f} (within '
           f'{DEPLOY_MAP_TOLERANCE}: {"yes" if deploy.ok else "NO"})')
+    print(f'INT8        {short(int8.path)}: bbox mAP '
+          f'{int8.metrics["bbox"]["AP"]:.3f} / segm mAP '
+          f'{int8.metrics["segm"]["AP"]:.3f} (drop vs PyTorch within '
+          f'{INT8_GOALS["map_drop"]}: {"yes" if int8.ok else "NO"}); '
+          f'{int8.ms["fp32"]:.1f} -> {int8.ms["int8"]:.1f} ms per image')
     return 0 if bbox_map >= DEMO_BBOX_MAP and deploy.ok else 1

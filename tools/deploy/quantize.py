@@ -12,7 +12,8 @@ as it is; stock onnxruntime and OpenVINO run it. See docs/deployment.md.
 
 Example::
 
-    python tools/deploy/quantize.py configs/demo/ssdlite_rexnet-1.0x_shapes.py \
+    python tools/deploy/quantize.py \
+        configs/demo/ssdlite_rexnet-1.0x_shapes.py \
         work_dirs/demo/ssdlite.onnx --out work_dirs/demo/ssdlite.int8.onnx
 """
 import argparse

@@ -271,7 +271,9 @@ def quantize_onnx(src: str, out: str, inputs: Sequence[np.ndarray],
         quantize_static(
             prepared, qdq, _Reader(inputs, input_name),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=options.quantized_op_types,
+            # only types the region has: calibration saves every tensor of
+            # these types, and mask pasting's MatMuls are large
+            op_types_to_quantize=sorted(counts),
             nodes_to_quantize=nodes, per_channel=options.per_channel,
             reduce_range=options.reduce_range,
             activation_type=_quant_type(options.activations),
