@@ -8,7 +8,9 @@ predicted boxes and masks on validation images, then deploys it: exports
 one ONNX file (RPN, RoI heads and mask pasting inside), evaluates that file
 with onnxruntime on the same validation split (``verify_detector``: bbox
 and segm mAP of PyTorch and onnxruntime side by side, matched detections,
-worst mask IoU, latency per image) and draws its predictions. It says where
+worst mask IoU, latency per image) and draws its predictions. Last, it
+quantizes that file to INT8 and prints PyTorch, FP32 and INT8 mAP and the
+latency of both files (:func:`~.demo_int8.int8_step`). It says where
 everything went and fails (exit 1) below the mAP target or when the
 deployed mAP differs from PyTorch's by more than
 :data:`DEPLOY_MAP_TOLERANCE`.

@@ -12,7 +12,10 @@ inputs with every intermediate tensor saved (onnxruntime's
 
 A tensor whose local SQNR is low has a bad range (outliers, a sigmoid
 gate); one whose accumulated SQNR drops without a local cause inherits
-the error of the layers before it.
+the error of the layers before it. onnxruntime folds a quantized ``Relu``
+or ``Clip`` into the quantization range of the tensor before it, so for
+their outputs the local figure compares the unclipped input with the
+clipped result: a low value there is the activation itself, not error.
 """
 import math
 import os.path as osp
