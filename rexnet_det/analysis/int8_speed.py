@@ -4,7 +4,7 @@ measured in the same run (issue #21; ``tools/deploy/int8_speed.py``).
 * Detectors (:func:`detector_rows`): SSDLite-ReXNet-1.0x (channel-aligned,
   as ``tools/deploy/export.py`` writes it) and mmdet's SSDLite-MobileNetV2
   at ``size`` px, FP32 and INT8 files, end to end from a decoded image to
-  boxes in its pixels (:func:`~.detector_latency.run_latency`);
+  boxes in its pixels, timed interleaved (:mod:`.timing`);
 * Backbones (:func:`backbone_rows`): ReXNet-1.0x (aligned),
   EfficientNet-B0 (pads folded) and MobileNetV2, to their 1280-channel
   conv, FP32 and INT8 (:func:`~.backbone_speed.time_deployed`).
@@ -14,7 +14,8 @@ loaded); INT8 files come from :func:`~rexnet_det.deploy.quantize.
 quantize_onnx` with the default options, calibrated on random images
 prepared as the file expects (speed does not depend on the values). The
 goals (:data:`~.goals.INT8_GOALS`) are judged on ratios of medians of the
-same run; the CPU's integer instruction sets come with them
+same run (process CPU time on 1 thread, wall time on 2: :func:`_ms`); the
+CPU's integer instruction sets come with them
 (:func:`cpu_info`), because the INT8 gain depends on them.
 """
 import copy
@@ -28,10 +29,10 @@ import numpy as np
 
 from ..deploy.detector import DeployedDetector
 from ..deploy.quantize import quantize_onnx
-from .backbone_speed import Deployed, export_deployed, time_deployed
-from .detector_latency import (DEFAULT_MODELS, PreparedModel, prepare_model,
-                               run_latency)
+from .backbone_speed import Deployed, _stats, export_deployed, time_deployed
+from .detector_latency import DEFAULT_MODELS, PreparedModel, prepare_model
 from .goals import INT8_GOALS
+from .timing import Case, measure
 
 #: /proc/cpuinfo flags that decide INT8 speed on x86.
 INT_FLAGS = ('avx2', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni',
@@ -77,8 +78,11 @@ def int8_path(path: str) -> str:
 def detector_rows(size: int, threads: Sequence[int], runtimes: Sequence[str],
                   rounds: int, calls: int, out_dir: str,
                   num_images: int = 8) -> List[Dict[str, Any]]:
-    """FP32 and INT8 SSDLites, end to end; rows of
-    :func:`~.detector_latency.run_latency` with ``precision``."""
+    """FP32 and INT8 SSDLites, end to end
+    (:class:`~rexnet_det.deploy.detector.DeployedDetector` ``.predict`` on a
+    decoded 640x480 image), all of one thread count timed interleaved;
+    rows with wall ``ms`` (median, ``ms_min``/``ms_max`` of the round
+    medians), ``cpu_ms`` and ``precision``."""
     specs = [m for m in DEFAULT_MODELS if m.label in DETECTORS]
     models: List[PreparedModel] = []
     for spec in specs:
@@ -91,12 +95,19 @@ def detector_rows(size: int, threads: Sequence[int], runtimes: Sequence[str],
         models += [fp32, int8]
     image = np.random.RandomState(0).randint(0, 256, (480, 640, 3),
                                              dtype=np.uint8)
-    result = run_latency(models, image, threads, runtimes, rounds, calls,
-                         targets=False)
-    for row in result.rows:
+    rows = []
+    for count in threads:  # one interleaved group per thread count
+        cases = [Case(f'{m.spec.label} | {rt}', (
+            lambda d=DeployedDetector(m.onnx_path, rt, count): d.predict(
+                image)), 1, dict(model=m.spec.label, runtime=rt,
+                                 threads=count, size=size, macs=m.macs))
+            for m in models for rt in runtimes]
+        timings = measure(cases, rounds, calls, warmup=2)
+        rows += [dict(t.case.info, **_stats(t), load=os.getloadavg()[0])
+                 for t in timings.values()]
+    for row in rows:
         row['precision'] = 'INT8' if row['model'].endswith('INT8') else 'FP32'
-        row['size'] = size
-    return result.rows
+    return rows
 
 
 def backbone_rows(size: int, threads: Sequence[int], runtimes: Sequence[str],
@@ -127,15 +138,20 @@ def backbone_rows(size: int, threads: Sequence[int], runtimes: Sequence[str],
 
 
 def _ms(rows, model: str, runtime: str, threads: int):
-    return next((r['ms'] for r in rows if r['model'] == model and
-                 r['runtime'] == runtime and r['threads'] == threads), None)
+    """Median ms of a row: process CPU time on 1 thread (what the work
+    took, without waiting for a CPU on a shared machine), wall time on
+    more threads (where waiting threads count)."""
+    row = next((r for r in rows if r['model'] == model and
+                r['runtime'] == runtime and r['threads'] == threads), None)
+    return None if row is None else row['cpu_ms' if threads == 1 else 'ms']
 
 
 def int8_goals(detectors: List[Dict[str, Any]],
                backbones: List[Dict[str, Any]], vnni: bool
                ) -> List[Dict[str, Any]]:
-    """:data:`~.goals.INT8_GOALS` judged on the rows (ratios of medians;
-    the VNNI goals only count as goals on a CPU with VNNI or AMX)."""
+    """:data:`~.goals.INT8_GOALS` judged on the rows (ratios of medians,
+    :func:`_ms`'s clock; the VNNI goals only count as goals on a CPU with
+    VNNI or AMX)."""
     ours, peer = DETECTORS
     goals = []
 
@@ -170,12 +186,13 @@ def int8_goals(detectors: List[Dict[str, Any]],
 
 
 def format_rows(rows: List[Dict[str, Any]]) -> str:
-    """One markdown table: a line per model and runtime, ms per thread
-    count with the INT8 speed-up over the same model's FP32."""
+    """One markdown table: a line per model and runtime, wall and CPU ms
+    per thread count, and the INT8 speed-up over the same model's FP32
+    (:func:`_ms`'s clock)."""
     threads = sorted({r['threads'] for r in rows})
     lines = ['| model | runtime | ' + ' | '.join(
-        f'{t}t ms [min-max] | {t}t FP32/INT8' for t in threads) + ' |',
-        '|---|---|' + '---|---|' * len(threads)]
+        f'{t}t wall ms [min-max] | {t}t CPU ms | {t}t FP32/INT8'
+        for t in threads) + ' |', '|---|---|' + '---|---|---|' * len(threads)]
     keys = dict.fromkeys((r['model'], r['runtime']) for r in rows)
     for model, runtime in keys:
         cells = []
@@ -184,8 +201,9 @@ def format_rows(rows: List[Dict[str, Any]]) -> str:
                       r['runtime'] == runtime and r['threads'] == t), None)
             base = _ms(rows, model[:-len(' INT8')], runtime, t) \
                 if model.endswith(' INT8') else None
-            cells += ['-', '-'] if r is None else [
+            mine = _ms(rows, model, runtime, t)
+            cells += ['-', '-', '-'] if r is None else [
                 f'{r["ms"]:.2f} [{r["ms_min"]:.2f}-{r["ms_max"]:.2f}]',
-                f'{base / r["ms"]:.2f}x' if base else '']
+                f'{r["cpu_ms"]:.2f}', f'{base / mine:.2f}x' if base else '']
         lines.append(f'| {model} | {runtime} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
