@@ -27,7 +27,7 @@ class Int8Outcome:
 
 
 def paired_latency(paths: Dict[str, str], images: List[str], threads: int,
-                   rounds: int = 3) -> Dict[str, float]:
+                   rounds: int = 2) -> Dict[str, float]:
     """Median ms per image of each file, the files alternating image by
     image (so load from other jobs hits both alike)."""
     import numpy as np
@@ -48,7 +48,7 @@ def paired_latency(paths: Dict[str, str], images: List[str], threads: int,
 
 
 def int8_step(cfg, onnx_path: str, report, threads: int,
-              latency_images: int = 20) -> Int8Outcome:
+              latency_images: int = 10) -> Int8Outcome:
     """Quantize `onnx_path` (calibrated on the training split), evaluate
     it and print it next to `report` (the deploy step's PyTorch and FP32
     figures)."""
@@ -69,24 +69,26 @@ def int8_step(cfg, onnx_path: str, report, threads: int,
     img_dir = osp.join(cfg.test_dataloader.dataset.data_root,
                        cfg.test_dataloader.dataset.data_prefix.img)
     metrics = deployed_metrics(out, ann_file, img_dir, 'ort', threads)
+    print('box/seg: PT = PyTorch, F32 = FP32 file, I8 = INT8 file '
+          '(onnxruntime)')
     print(format_metrics({'box PT': report.metrics['reference'],
-                          'box FP32': report.metrics['deployed'],
-                          'box INT8': metrics['bbox'],
+                          'box F32': report.metrics['deployed'],
+                          'box I8': metrics['bbox'],
                           'seg PT': report.segm_metrics['reference'],
-                          'seg FP32': report.segm_metrics['deployed'],
-                          'seg INT8': metrics['segm']}))
+                          'seg F32': report.segm_metrics['deployed'],
+                          'seg I8': metrics['segm']}))
     drops = dict(bbox=report.map_reference - metrics['bbox']['AP'],
                  segm=report.segm_map_reference - metrics['segm']['AP'])
     with open(ann_file) as f:
         names = [i['file_name'] for i in json.load(f)['images']]
     images = [osp.join(img_dir, n) for n in names[:latency_images]]
-    ms = paired_latency(dict(fp32=onnx_path, int8=out), images, threads)
+    ms = paired_latency(dict(fp32=onnx_path, int8=out), images, threads, 2)
     limit = INT8_GOALS['map_drop']
     ok = all(d <= limit for d in drops.values())
     print(f'INT8 mAP drop vs PyTorch: bbox {drops["bbox"]:+.4f}, segm '
           f'{drops["segm"]:+.4f} (goal <= {limit}: '
           f'{"met" if ok else "NOT met"}); onnxruntime latency per image '
-          f'({threads} thread(s), {len(images)} images x 3, reading and '
+          f'({threads} thread(s), {len(images)} images x 2, reading and '
           f'resizing included): FP32 {ms["fp32"]:.1f} ms, INT8 '
           f'{ms["int8"]:.1f} ms ({ms["fp32"] / ms["int8"]:.2f}x)')
     return Int8Outcome(out, metrics, ms, drops, ok)

@@ -5,7 +5,9 @@ model's predict) and the ONNX file on every image, then prints the fraction
 of detections that pair up (same label, IoU >= 0.98, score within 2e-3),
 the worst box difference in pixels and the COCO bbox mAP of both; for
 Mask R-CNN files also the worst mask IoU of the pairs and the segm mAP.
-The image set defaults to the config's test set.
+The image set defaults to the config's test set. For an INT8 file
+(tools/deploy/quantize.py), ``--fp32 FP32.onnx`` adds the FP32 file's mAP:
+PyTorch, FP32 and INT8 side by side (columns PT, F32, I8).
 
 Example::
 
@@ -77,7 +79,7 @@ def main(argv: Optional[List[str]] = None):
     label = {'ort': 'ORT', 'openvino': 'OV'}[args.runtime]
     if args.fp32:  # PyTorch, FP32 and INT8 side by side
         int8, report = report, report.verify
-        tables = int8.tables(label)
+        tables = int8.tables()  # F32 / I8: the two files on `label`
     else:
         tables = {'PyTorch': report.metrics['reference'],
                   label: report.metrics['deployed']}

@@ -58,17 +58,17 @@ class Int8Report:
     verify: VerifyReport
     fp32: Dict[str, Any]
 
-    def tables(self, label: str = 'ORT') -> Dict[str, Dict[str, float]]:
-        """Metric columns: ``box PT``, ``box FP32``, ``box INT8`` (and
-        ``seg ...`` for files with masks), for ``format_metrics``."""
+    def tables(self) -> Dict[str, Dict[str, float]]:
+        """Metric columns for ``format_metrics`` (8 characters wide):
+        ``box PT`` (PyTorch), ``box F32`` (the FP32 file), ``box I8`` (the
+        INT8 file), and the same with ``seg`` for files with masks."""
         r = self.verify
-        out = {'box PT': r.metrics['reference'],
-               f'box FP32 {label}': self.fp32['bbox'],
-               f'box INT8 {label}': r.metrics['deployed']}
+        out = {'box PT': r.metrics['reference'], 'box F32': self.fp32['bbox'],
+               'box I8': r.metrics['deployed']}
         if r.segm_metrics:
             out.update({'seg PT': r.segm_metrics['reference'],
-                        f'seg FP32 {label}': self.fp32['segm'],
-                        f'seg INT8 {label}': r.segm_metrics['deployed']})
+                        'seg F32': self.fp32['segm'],
+                        'seg I8': r.segm_metrics['deployed']})
         return out
 
     def drops(self) -> Dict[str, float]:
