@@ -164,8 +164,8 @@ def int8_goals(detectors: List[Dict[str, Any]],
     runtimes = sorted({r['runtime'] for r in detectors + backbones})
     threads = sorted({r['threads'] for r in detectors + backbones})
     for rt in runtimes:
-        fp32, int8 = (_ms(detectors, m, rt, 1) for m in (ours,
-                                                          f'{ours} INT8'))
+        fp32, int8 = (_ms(detectors, m, rt, 1)
+                      for m in (ours, f'{ours} INT8'))
         if fp32 and int8:
             add(f'INT8 vs FP32 SSDLite-ReXNet speed-up, {rt}, 1t',
                 fp32 / int8, INT8_GOALS['speedup_vnni'], True, vnni)

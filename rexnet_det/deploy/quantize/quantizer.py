@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 
 from ...utils.io import atomic_output
-from ..detector.metadata import DeployMeta, NotADeployedDetectorError
+from ..detector.metadata import DeployMeta
 from .calibration import (CalibrationError, detector_calibration,
                           folder_calibration, list_images)
 from .graph import name_nodes, quantized_ops, select_nodes
@@ -363,5 +363,3 @@ def quantize_file(source: Union[str, os.PathLike], model_path: str,
                                    layer_images)
     return quantize_detector(source, model_path, out, options,
                              layer_images)
-
-
