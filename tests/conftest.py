@@ -93,3 +93,31 @@ def train_briefly_and_export(cfg, root: str, iters: int, onnx_name: str
     load_tool('deploy/export.py').main([config_path, checkpoint, '--out',
                                         model])
     return dict(config=config_path, checkpoint=checkpoint, model=model)
+
+
+@pytest.fixture(scope='session')
+def trained_ssdlite(tmp_path_factory):
+    """SSDLite-ReXNet-1.0x (configs/demo) trained a few dozen iterations on
+    the built-in shapes (large objects, so that it finds some), exported
+    with tools/deploy/export.py; shared by the deployment and INT8 tests."""
+    import os.path as osp
+
+    from rexnet_det.utils.configs import load_config
+    from rexnet_det.datasets import SyntheticCocoSpec, make_synthetic_coco
+    root = str(tmp_path_factory.mktemp('deploy_trained'))
+    data = osp.join(root, 'shapes')
+    make_synthetic_coco(data, num_train=64, num_val=32, seed=0,
+                        spec=SyntheticCocoSpec(size=96, min_objects=1,
+                                               max_objects=2, min_scale=0.35,
+                                               max_scale=0.7))
+    cfg = load_config(osp.join(ROOT, 'configs/demo/'
+                               'ssdlite_rexnet-1.0x_shapes.py'))
+    for key in ('train_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = data + '/'
+    cfg.test_evaluator.ann_file = osp.join(
+        data, 'annotations/instances_val.json')
+    cfg.optim_wrapper = dict(type='OptimWrapper', clip_grad=dict(
+        max_norm=10), optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
+                                     weight_decay=4e-5))
+    return dict(root=root, data=data,
+                **train_briefly_and_export(cfg, root, 40, 'ssdlite.onnx'))

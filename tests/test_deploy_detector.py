@@ -37,9 +37,8 @@ from rexnet_det.deploy.detector.verify import (ready_for_inference,
 from tools.lib.busy_weights import busy_weights
 from tools.lib.detectors import build_detector, load_config
 
-from .conftest import ROOT, load_tool, train_briefly_and_export
+from .conftest import load_tool
 
-SSDLITE_DEMO = osp.join(ROOT, 'configs/demo/ssdlite_rexnet-1.0x_shapes.py')
 FASTER_RCNN = 'rexnet_det::faster_rcnn/faster-rcnn_rexnet-1.0x_fpn_1x_coco.py'
 RETINANET = 'rexnet_det::retinanet/retinanet_rexnet-1.0x_fpn_1x_coco.py'
 SSDLITE = 'rexnet_det::ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py'
@@ -439,28 +438,11 @@ def test_retinanet_keep_ratio_export(tmp_path):
 
 # ----------------------------------- a briefly trained SSDLite, end to end
 
-ITERS = 40
-
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """SSDLite-ReXNet-1.0x trained a few dozen iterations on the built-in
-    shapes (large objects, so that it finds some), exported."""
-    root = str(tmp_path_factory.mktemp('deploy_trained'))
-    data = osp.join(root, 'shapes')
-    make_synthetic_coco(data, num_train=64, num_val=32, seed=0,
-                        spec=SyntheticCocoSpec(size=96, min_objects=1,
-                                               max_objects=2, min_scale=0.35,
-                                               max_scale=0.7))
-    cfg = config(SSDLITE_DEMO)
-    for key in ('train_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = data + '/'
-    cfg.test_evaluator.ann_file = osp.join(
-        data, 'annotations/instances_val.json')
-    cfg.optim_wrapper = dict(type='OptimWrapper', clip_grad=dict(
-        max_norm=10), optimizer=dict(type='SGD', lr=0.05, momentum=0.9,
-                                     weight_decay=4e-5))
-    return dict(root=root, data=data,
-                **train_briefly_and_export(cfg, root, ITERS, 'ssdlite.onnx'))
+def trained(trained_ssdlite):
+    """The briefly trained SSDLite of conftest.py (shared with the INT8
+    tests)."""
+    return trained_ssdlite
 
 
 def test_trained_export_verifies_with_onnxruntime(trained, tmp_path, capsys):

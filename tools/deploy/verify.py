@@ -5,7 +5,9 @@ model's predict) and the ONNX file on every image, then prints the fraction
 of detections that pair up (same label, IoU >= 0.98, score within 2e-3),
 the worst box difference in pixels and the COCO bbox mAP of both; for
 Mask R-CNN files also the worst mask IoU of the pairs and the segm mAP.
-The image set defaults to the config's test set.
+The image set defaults to the config's test set. For an INT8 file
+(tools/deploy/quantize.py), ``--fp32 FP32.onnx`` adds the FP32 file's mAP:
+PyTorch, FP32 and INT8 side by side (columns PT, F32, I8).
 
 Exit code 1, with one ``error: ...`` line naming the file, when parity
 misses its thresholds (printed with the result): at least 99% of the
@@ -37,6 +39,8 @@ from rexnet_det.deploy.detector import (RUNTIMES,  # noqa: E402
 from rexnet_det.deploy.detector.runtime import (RUNTIME_ERRORS,  # noqa: E402
                                                 check_threads)
 from rexnet_det.deploy.detector.verify import ParityThresholds  # noqa: E402
+from rexnet_det.deploy.quantize.accuracy import (MAX_MAP_DROP,  # noqa: E402
+                                                 compare_int8)
 from rexnet_det.evaluation import format_metrics  # noqa: E402
 from rexnet_det.utils.io import atomic_write  # noqa: E402
 
@@ -59,6 +63,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'most the CPU count)')
     parser.add_argument('--json', metavar='PATH', help='also write the '
                         'figures as JSON')
+    parser.add_argument('--fp32', metavar='ONNX', help='MODEL is an INT8 '
+                        'file quantized from this FP32 file: report PyTorch, '
+                        'FP32 and INT8 mAP side by side, and judge the INT8 '
+                        'mAP drop instead of detection parity')
+    parser.add_argument('--max-map-drop', type=float, default=MAX_MAP_DROP,
+                        help='with --fp32: largest INT8 bbox/segm mAP drop '
+                        'vs PyTorch (default: %(default)s)')
     defaults = ParityThresholds()
     parser.add_argument('--min-matched', type=float,
                         default=defaults.min_untied_matched,
@@ -90,21 +101,31 @@ def main(argv: Optional[List[str]] = None):
               file=sys.stderr, flush=True)
 
     try:
-        report = verify_detector(args.config, args.checkpoint, args.model,
-                                 args.ann_file, args.img_dir, args.runtime,
-                                 args.threads, args.max_images, progress)
+        verify = compare_int8 if args.fp32 else verify_detector
+        report = verify(args.config, args.checkpoint, args.model,
+                        *([args.fp32] if args.fp32 else []), args.ann_file,
+                        args.img_dir, args.runtime, args.threads,
+                        args.max_images, progress)
     except (UnsupportedDetectorError, CheckpointError) + RUNTIME_ERRORS \
             as exc:
         sys.exit(f'error: {exc}')
     label = {'ort': 'ORT', 'openvino': 'OV'}[args.runtime]
-    tables = {'PyTorch': report.metrics['reference'],
-              label: report.metrics['deployed']}
-    if report.segm_metrics:
+    if args.fp32:  # PyTorch, FP32 and INT8 side by side
+        int8, report = report, report.verify
+        tables = int8.tables()  # F32 / I8: the two files on `label`
+    else:
+        tables = {'PyTorch': report.metrics['reference'],
+                  label: report.metrics['deployed']}
+    if report.segm_metrics and not args.fp32:
         tables = {'box PT': tables['PyTorch'], f'box {label}': tables[label],
                   'seg PT': report.segm_metrics['reference'],
                   f'seg {label}': report.segm_metrics['deployed']}
     print(format_metrics(tables))
     print(report.summary())
+    if args.fp32:
+        print(int8.summary())
+    failures = (int8.failures(args.max_map_drop) if args.fp32
+                else report.failures(args.thresholds))
     if args.json:
         m = report.match
         atomic_write(json.dumps(dict(
@@ -118,15 +139,17 @@ def main(argv: Optional[List[str]] = None):
             confident_matched=report.confident.matched,
             confident_reference=report.confident.reference,
             confident_deployed=report.confident.candidate,
-            failures=report.failures(args.thresholds)),
+            failures=failures, **(dict(fp32=int8.fp32) if args.fp32 else {})),
             indent=1), args.json)
-    print(f'thresholds: {args.thresholds.describe()}')
-    failures = report.failures(args.thresholds)
+    if args.fp32:
+        print(f'threshold: INT8 mAP drop vs PyTorch <= {args.max_map_drop:g}')
+    else:
+        print(f'thresholds: {args.thresholds.describe()}')
     if failures:
         sys.exit(f'error: {args.model} does not reproduce {args.config} + '
                  f'{args.checkpoint}: {"; ".join(failures)}')
-    print('parity: met')
-    return report
+    print('accuracy: met' if args.fp32 else 'parity: met')
+    return int8 if args.fp32 else report
 
 
 if __name__ == '__main__':

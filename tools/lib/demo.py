@@ -8,7 +8,9 @@ predicted boxes and masks on validation images, then deploys it: exports
 one ONNX file (RPN, RoI heads and mask pasting inside), evaluates that file
 with onnxruntime on the same validation split (``verify_detector``: bbox
 and segm mAP of PyTorch and onnxruntime side by side, matched detections,
-worst mask IoU, latency per image) and draws its predictions. It says where
+worst mask IoU, latency per image) and draws its predictions. Last, it
+quantizes that file to INT8 and prints PyTorch, FP32 and INT8 mAP and the
+latency of both files (:func:`~.demo_int8.int8_step`). It says where
 everything went and fails (exit 1) below the mAP target or when the
 deployed file misses the parity thresholds of ``tools/deploy/verify.py``
 (:class:`~rexnet_det.deploy.detector.verify.ParityThresholds`).
@@ -29,7 +31,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
+from rexnet_det.deploy.quantize.accuracy import MAX_MAP_DROP
 from rexnet_det.utils.configs import load_config
+
+from .demo_int8 import int8_step
 
 DEFAULT_CONFIG = 'rexnet_det::demo/mask-rcnn_rexnet-1.0x_fpn_shapes.py'
 #: The demo's goal, judged below: bbox mAP the briefly trained Mask R-CNN
@@ -286,6 +291,10 @@ def run_demo(args: DemoOptions) -> int:
     deploy = deploy_and_verify(build_cfg(args, data_root, work_dir), ckpt,
                                out_dir, args.threads, args.num_vis)
 
+    section('INT8: quantized ONNX vs FP32 and PyTorch')
+    int8 = int8_step(build_cfg(args, data_root, work_dir), deploy.onnx_path,
+                     deploy.report, args.threads)
+
     bbox_map, segm_map = metrics['bbox']['AP'], metrics['segm']['AP']
     wall = time.perf_counter() - t_start
     section('summary')
@@ -309,4 +318,9 @@ def run_demo(args: DemoOptions) -> int:
           f'{deploy.report.map_reference:.3f} / '
           f'{deploy.report.segm_map_reference:.3f} (parity '
           f'{"met" if deploy.ok else "NOT met"})')
-    return 0 if bbox_map >= DEMO_BBOX_MAP and deploy.ok else 1
+    print(f'INT8        {short(int8.path)}: bbox mAP '
+          f'{int8.metrics["bbox"]["AP"]:.3f} / segm mAP '
+          f'{int8.metrics["segm"]["AP"]:.3f} (drop vs PyTorch within '
+          f'{MAX_MAP_DROP}: {"yes" if int8.ok else "NO"}); '
+          f'{int8.ms["fp32"]:.1f} -> {int8.ms["int8"]:.1f} ms per image')
+    return 0 if bbox_map >= DEMO_BBOX_MAP and deploy.ok and int8.ok else 1
