@@ -182,7 +182,7 @@ def deploy_and_verify(cfg, checkpoint: str, out_dir: str, threads: int,
     print(f'latency per image ({threads} thread(s), reading and resizing '
           f'included): PyTorch {report.ms_per_image("reference"):.1f} ms, '
           f'onnxruntime {report.ms_per_image("deployed"):.1f} ms')
-    from ..deploy.detector.verify import ParityThresholds
+    from rexnet_det.deploy.detector.verify import ParityThresholds
     diffs = (report.map_deployed - report.map_reference,
              report.segm_map_deployed - report.segm_map_reference)
     failures = report.failures()

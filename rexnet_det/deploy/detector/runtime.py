@@ -298,10 +298,13 @@ class DeployedDetector:
             h, w = img.shape[:2]
             name = f'image {os.fspath(image)}' if not isinstance(
                 image, np.ndarray) else 'image array'
+            rule = self.meta.resize
+            target = rule.size if rule.size is not None else \
+                f'scale {rule.scale}, padded to multiples of {rule.divisor}'
             raise InvalidImageError(
                 f'{name} ({h}x{w} px) cannot be resized to the input of '
-                f'{self.path} ({self.meta.resize.mode} to '
-                f'{self.meta.resize.size}): {_first_line(exc)}') from None
+                f'{self.path} ({rule.mode} to {target}): '
+                f'{_first_line(exc)}') from None
 
     def infer(self, batch: np.ndarray,
               img_shapes: Optional[Sequence[Tuple[int, int]]] = None
