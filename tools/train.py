@@ -3,12 +3,15 @@
 The command line is mmdet's ``tools/train.py``::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
+        [--auto-scale-lr] [--compile [BACKEND]] [--cfg-options KEY=VALUE ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
 ``--resume`` alone resumes from the latest checkpoint in the work dir;
-``--resume CKPT`` resumes from that file. ``rexnet_det`` is imported before
-the config is parsed, so ``rexnet_det::`` base configs resolve. Without CUDA,
+``--resume CKPT`` resumes from that file. ``--compile`` sets mmengine's
+``cfg.compile`` (``torch.compile`` of the model's ``train_step``; inductor
+unless a backend is named); an unusable backend fails before any work.
+``rexnet_det`` is imported before the config is parsed, so ``rexnet_det::``
+base configs resolve. Without CUDA,
 ``--launcher pytorch`` (tools/dist_train.sh) trains with gloo on CPU.
 """
 import argparse
@@ -24,7 +27,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from rexnet_det.models import check_neck_channels  # noqa: E402
+from rexnet_det.models import (check_compile_backend,  # noqa: E402
+                               check_neck_channels)
 from rexnet_det.utils.cli import load_tool_config  # noqa: E402
 from rexnet_det.utils.dist import setup_cpu_distributed  # noqa: E402
 
@@ -37,6 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='enable automatic-mixed-precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by the actual batch size')
+    parser.add_argument(
+        '--compile', nargs='?', const='inductor', metavar='BACKEND',
+        help='train with torch.compile (mmengine cfg.compile); BACKEND '
+        'defaults to inductor')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path, resume from the '
@@ -68,6 +76,9 @@ def build_cfg(args: argparse.Namespace) -> Config:
             raise RuntimeError('--auto-scale-lr needs '
                                'auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
+    if args.compile:
+        check_compile_backend(args.compile)
+        cfg.compile = dict(backend=args.compile)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
