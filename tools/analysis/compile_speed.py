@@ -49,8 +49,8 @@ def machine() -> dict:
     """Commit, date, CPU, instruction sets and versions of this run."""
     import mmcv, mmdet, mmengine, onnxruntime  # noqa: E401
     info = open('/proc/cpuinfo').read() if osp.exists('/proc/cpuinfo') else ''
-    lines = dict(line.split(':', 1) for line in info.splitlines()
-                 if ':' in line)
+    lines = {k.strip(): v for k, v in (line.split(':', 1) for line in
+                                       info.splitlines() if ':' in line)}
     flags = set(lines.get('flags', '').split())
     root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, text=True,
@@ -159,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                           f"load {r['load']:.2f}", flush=True)
                     report['rows'].append({k: v for k, v in r.items()
                                            if k != 'timings'})
+                if args.json:  # after each group: a long run keeps its rows
+                    atomic_write(json.dumps(report, indent=1), args.json)
     for g in report['goals']:
         print(f"goal {g['goal']} ({g['where']}): {g['value']:.2f} (limit "
               f"{g['limit']}): {'met' if g['met'] else 'NOT met'}")
