@@ -158,3 +158,55 @@ def test_compiled_with_cp_trains_like_eager():
     assert grads and all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
                          for a, b in grads)
     assert int(model.blocks[1].conv_dw.bn.num_batches_tracked) == 1
+
+
+# Training compiled: mmengine compiles the whole train_step (data
+# preprocessor, forward, loss, backward, optimizer step). The test runs the
+# toy Runner (a real ReXNet trunk) with dynamo + AOT autograd but without
+# code generation ('aot_eager'): the same tracing, functionalisation and
+# joint forward/backward graphs as inductor at a fraction of its compile
+# time. Full detector configs compiled through tools/train.py and mmdet's
+# train.py are reported in docs/detection.md (minutes of tracing per config
+# on 2 shared cores: too slow for the suite). Measured difference to eager:
+# 0.0; the tolerance leaves room for another reduction order and is >100x
+# below what the 4 iterations change the loss (asserted).
+TRAIN_BACKEND = 'aot_eager'
+LOSS_RTOL = 1e-5
+
+
+def _toy_run(work_dir, backend=None, **kwargs):
+    from tests.fixtures.toy_runner import make_runner
+    torch.manual_seed(0)  # the model is built before the Runner seeds
+    runner = make_runner(str(work_dir), **kwargs)
+    if backend is not None:
+        runner.cfg.compile = dict(backend=backend)  # what --compile sets
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    runner.train()
+    graphs = torch._dynamo.utils.counters['stats']['unique_graphs']
+    losses = [float(v) for v in
+              runner.message_hub.log_scalars['train/loss'].data[0]]
+    state = runner.model.state_dict()
+    runner.logger.handlers.clear()
+    return losses, state, graphs
+
+
+def test_compiled_training_matches_eager_and_resumes(tmp_path):
+    eager, eager_state, graphs = _toy_run(tmp_path / 'eager', max_iters=4)
+    assert graphs == 0
+    compiled, state, graphs = _toy_run(tmp_path / 'compiled', TRAIN_BACKEND,
+                                       max_iters=4)
+    assert graphs >= 1  # train_step really ran compiled
+    assert len(eager) == 4 and compiled == pytest.approx(eager,
+                                                         rel=LOSS_RTOL)
+    assert abs(eager[3] - eager[0]) > 100 * LOSS_RTOL * eager[0]
+    for name, value in eager_state.items():
+        assert torch.allclose(state[name].double(), value.double(),
+                              rtol=1e-4, atol=1e-6), name
+    # interrupted after 2 iterations, resumed compiled: the same run
+    _toy_run(tmp_path / 'resumed', TRAIN_BACKEND, max_iters=2)
+    resumed, _, graphs = _toy_run(tmp_path / 'resumed', TRAIN_BACKEND,
+                                  max_iters=4, resume=True)
+    assert graphs >= 1
+    # iterations 1-2 come back from the checkpoint's history, 3-4 are new
+    assert resumed == pytest.approx(compiled, rel=1e-6)
