@@ -65,8 +65,11 @@ def test_compiled_classifier_matches_eager():
     """Inductor with freezing (BN folded, weights prepacked) on the
     classifier: logits equal to 1e-4 relative."""
     torch.manual_seed(0)
-    model = ReXNetClassifier(width_mult=1.0, num_classes=10).eval()
-    x = torch.randn(2, 3, 64, 64)
+    # depth 0.1: one block per stage (SE and plain blocks, partial and full
+    # residuals), so that inductor's C++ compile stays short
+    model = ReXNetClassifier(width_mult=1.0, depth_mult=0.1,
+                             num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)
         compile_for_inference(model, freezing=True)
@@ -79,16 +82,53 @@ def test_compiled_classifier_matches_eager():
     assert all(not k.startswith('_orig_mod') for k in model.state_dict())
 
 
-def test_compile_targets_of_a_detector(mmdet_scope):
+def _untied(scores, gap=1e-4):
+    """Indices of scores at least `gap` away from every other score."""
+    order = scores.argsort()
+    s = scores[order]
+    left = torch.cat([torch.tensor([float('inf')]), s[1:] - s[:-1]])
+    right = torch.cat([s[1:] - s[:-1], torch.tensor([float('inf')])])
+    return order[(left > gap) & (right > gap)]
+
+
+def test_compiled_detector_predict_pairs_with_eager(mmdet_scope):
+    """Backbone, neck and head compiled inside SSDLite's predict; box
+    decoding and NMS eager. Dynamo + AOT autograd ('aot_eager') keep the
+    suite fast; inductor's numerics are checked on the classifier above."""
     from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
     cfg = Config.fromfile(
         'configs/ssdlite/ssdlite_rexnet-1.0x_8xb24-600e_coco.py')
     cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
+    cfg.model.bbox_head.num_classes = 4
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
     assert compile_targets(model) == [model.backbone, model.neck,
                                       model.bbox_head]
     assert compile_targets(model.backbone) == [model.backbone]
+    data = model.data_preprocessor(demo_mm_inputs(
+        2, image_shapes=(3, 64, 64), num_classes=4), False)
+    with torch.no_grad():
+        expected = model(**data, mode='predict')
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        compile_for_inference(model, backend='aot_eager')
+        got = model(**data, mode='predict')
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= 3
+    for e, g in zip(expected, got):
+        e, g = e.pred_instances, g.pred_instances
+        assert len(e) > 10 and len(g) == len(e)
+        torch.testing.assert_close(g.scores.sort().values,
+                                   e.scores.sort().values, rtol=1e-5,
+                                   atol=1e-6)
+        untied = _untied(e.scores)
+        assert len(untied) > 5
+        for i in untied.tolist():
+            j = (g.scores - e.scores[i]).abs().argmin()
+            assert g.labels[j] == e.labels[i]
+            torch.testing.assert_close(g.bboxes[j], e.bboxes[i], rtol=1e-5,
+                                       atol=1e-3)
 
 
 def test_bad_backend_names_it():

@@ -8,12 +8,15 @@ A request that cannot be honoured raises an error that names the backend
 (or the C++ compiler inductor needs); nothing falls back to eager silently,
 so a run that asked for compiled speed never measures eager speed.
 
-Input sizes: dynamo compiles for the first input shape it sees; the first
-call with another size recompiles once with symbolic (dynamic) height and
-width, and later sizes reuse that graph (``dynamic=None``, torch's
-default). ``dynamic=False`` keeps one static graph per size instead, up to
-``torch._dynamo.config.recompile_limit`` (8) sizes per module, after which
-calls with new sizes run eagerly; ``dynamic=True`` starts symbolic.
+Input sizes (``dynamic=None``, torch's default): dynamo compiles for the
+first input shape; the first call with another size recompiles once with
+symbolic height and width. torch's conv adds one guard on the input area
+(``3 * H * W > 20480``, about 83 x 83 px), so inputs on the other side of
+it get one more graph, and a new batch size one more; every other size
+reuses these (``tests/test_compile.py`` checks the count). ``dynamic=False``
+keeps one static graph per shape instead, up to
+``torch._dynamo.config.recompile_limit`` (8) per module, after which new
+shapes run eagerly; ``dynamic=True`` starts symbolic.
 """
 from typing import Callable, List, Optional, Union
 
