@@ -1,28 +1,21 @@
-"""Compiled execution speed (issue #22), eager and onnxruntime peers in the
-same run: ReXNet-1.0x, EfficientNet-B0 and MobileNetV2 (mmdet), each to its
-1280-channel conv, batch 1, in eager eval mode, ``torch.compile`` (inductor)
-and ``torch.compile`` with inductor's ``freezing``
-(:func:`rexnet_det.models.compile_for_inference`, ``dynamic=False``), plus
-the channel-aligned onnxruntime exports of ReXNet-1.0x and MobileNetV2.
+"""Compiled execution speed (issue #22) with its peers in the same run:
+ReXNet-1.0x, EfficientNet-B0 and MobileNetV2 (mmdet) to the 1280-channel
+conv, batch 1: eager eval, ``torch.compile`` (inductor) and with inductor's
+``freezing`` (:func:`rexnet_det.models.compile_for_inference`, static
+shapes), and onnxruntime on the aligned ReXNet-1.0x / MobileNetV2 exports.
+Each (size, threads) group is compiled under its thread count (inductor
+bakes it in), timed in interleaved rounds (median ms, [min-max] of round
+medians, ratios: median of per-round ratios); ``compile_s`` is the first
+call. Goals: ``GOALS``. Example (docs/performance.md)::
 
-Every (size, threads) group is compiled under its thread count (inductor
-bakes it into the kernels) and timed in interleaved rounds; ``ms`` is the
-median, [min-max] the range of round medians, ratios are medians of
-per-round ratios. The first call of a compiled model (compilation included)
-is reported apart as ``compile_s``. Run under the same TIMING_ENV as
-backbone_speed.py. Goals: see ``GOALS``.
-
-Example::
-
-    nice -n 10 python tools/analysis/compile_speed.py \\
-        --json tools/analysis/results/compile_speed.json
+    nice -n 10 python tools/analysis/compile_speed.py --json OUT.json
 """
-import argparse, copy, datetime, json, os, os.path as osp  # noqa: E401
-import platform, subprocess, sys, tempfile, time, warnings  # noqa: E401
+import argparse, copy, json, os, os.path as osp  # noqa: E401
+import sys, tempfile, time, warnings  # noqa: E401
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path[:0] = [osp.dirname(osp.dirname(HERE)), HERE]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -35,6 +28,7 @@ from rexnet_det.analysis.flops import image_complexity  # noqa: E402
 from rexnet_det.analysis.timing import Case, measure, paired_ratio  # noqa
 from rexnet_det.models import compile_for_inference  # noqa: E402
 from rexnet_det.utils.io import atomic_write  # noqa: E402
+from run_info import machine  # noqa: E402  (tools/analysis/run_info.py)
 
 #: compiled ReXNet / aligned ORT ReXNet latency (at most); compiled over
 #: eager eval speed-up (at least); per FLOP vs MobileNetV2: compiled ratio
@@ -43,29 +37,6 @@ GOALS = dict(vs_ort=1.25, speedup=1.3, per_flop_vs_ort=1.0)
 FORMS = ('eager', 'compiled', 'compiled+freezing')
 MODELS = ('ReXNet', 'EfficientNet', 'MobileNetV2')
 ORT = ('ReXNet', 'MobileNetV2')  # aligned export (MobileNetV2: no-op)
-
-
-def machine() -> dict:
-    """Commit, date, CPU, instruction sets and versions of this run."""
-    import mmcv, mmdet, mmengine, onnxruntime  # noqa: E401
-    info = open('/proc/cpuinfo').read() if osp.exists('/proc/cpuinfo') else ''
-    lines = {k.strip(): v for k, v in (line.split(':', 1) for line in
-                                       info.splitlines() if ':' in line)}
-    flags = set(lines.get('flags', '').split())
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, text=True,
-                            capture_output=True).stdout.strip()
-    return dict(commit=commit, date=datetime.datetime.now(
-        datetime.timezone.utc).isoformat(timespec='seconds'),
-        cpu=lines.get('model name', platform.processor()).strip(),
-        cores=os.cpu_count(), flags=sorted(flags & {
-            'avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16',
-            'amx_bf16', 'amx_int8', 'amx_tile'}),
-        python=platform.python_version(), torch=torch.__version__,
-        onnxruntime=onnxruntime.__version__, mmdet=mmdet.__version__,
-        mmcv=mmcv.__version__, mmengine=mmengine.__version__,
-        env={k: os.environ.get(k) for k in (
-            'OMP_WAIT_POLICY', 'MALLOC_MMAP_THRESHOLD_')})
 
 
 def group(models: dict, onnx: dict, size: int, threads: int, rounds: int,
@@ -116,11 +87,11 @@ def judge(rows: List[dict]) -> List[dict]:
                    key=lambda r: r['ms']) for m in MODELS}
     ort = {m: find[LABELS[m], 'onnxruntime aligned'] for m in ORT}
     rex, mbv2 = best['ReXNet'], best['MobileNetV2']
-    flops = rex['gmacs'] / mbv2['gmacs']
     ratio = lambda a, b: paired_ratio(a['timings'], b['timings'])['median']
+    # per FLOP: the MAC ratio is the same on both runtimes and cancels
     values = dict(vs_ort=ratio(rex, ort['ReXNet']), speedup=rex['vs_eager'],
-                  per_flop_vs_ort=(ratio(rex, mbv2) / flops) / (ratio(
-                      ort['ReXNet'], ort['MobileNetV2']) / flops))
+                  per_flop_vs_ort=ratio(rex, mbv2) / ratio(
+                      ort['ReXNet'], ort['MobileNetV2']))
     where = f"{rex['size']} px, {rex['threads']}t, {rex['form']}"
     return [dict(goal=k, where=where, value=v, limit=GOALS[k],
                  met=v >= GOALS[k] if k == 'speedup' else v <= GOALS[k])
@@ -153,18 +124,19 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 report['goals'] += judge(rows)
                 for r in rows:
                     print(f"{size} px {threads}t | {r['model']:<16} | "
-                          f"{r['form']:<19} | {r['ms']:7.2f} ms [{r['ms_min']:.2f}-"
-                          f"{r['ms_max']:.2f}] | x{r['vs_eager']:.2f} vs eager"
+                          f"{r['form']:<19} | {r['ms']:7.2f} ms [{r['ms_min']:.2f}"
+                          f"-{r['ms_max']:.2f}] CPU {r['cpu_ms']:7.2f} ms | "
+                          f"x{r['vs_eager']:.2f} vs eager"
                           f" | compile {r.get('compile_s', 0):5.1f} s | "
                           f"load {r['load']:.2f}", flush=True)
                     report['rows'].append({k: v for k, v in r.items()
                                            if k != 'timings'})
                 if args.json:  # after each group: a long run keeps its rows
                     atomic_write(json.dumps(report, indent=1), args.json)
+    report['load_end'] = os.getloadavg()
     for g in report['goals']:
         print(f"goal {g['goal']} ({g['where']}): {g['value']:.2f} (limit "
               f"{g['limit']}): {'met' if g['met'] else 'NOT met'}")
-    report['load_end'] = os.getloadavg()
     print(f"load average at end: {report['load_end']}")
     if args.json:
         atomic_write(json.dumps(report, indent=1), args.json)
