@@ -3,13 +3,15 @@
 The command line is mmdet's ``tools/test.py``::
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--show-dir DIR] [--cfg-options KEY=VALUE ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--show-dir DIR] [--compile [{plain,freezing}]]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out results.json`` writes the predictions as one COCO results file
 (boxes, and masks for instance segmentation models) and prints the 12 COCO
 metrics per IoU type; ``tools/analysis/coco_eval.py`` evaluates that file
 again. ``--out results.pkl`` dumps mmdet's raw predictions as mmdet does.
+``--compile`` runs backbone, neck and dense heads compiled by
+:func:`rexnet_det.models.compile_for_inference` (``freezing``: inductor's).
 """
 import argparse
 import os
@@ -29,7 +31,8 @@ from rexnet_det.checkpoint import require_regular_file  # noqa: E402
 from rexnet_det.evaluation.coco import (evaluate_coco,  # noqa: E402
                                         format_metrics, merge_coco_results,
                                         write_results_atomic)
-from rexnet_det.models import check_neck_channels  # noqa: E402
+from rexnet_det.models import (check_neck_channels,  # noqa: E402
+                               compile_for_inference)
 from rexnet_det.utils.cli import load_tool_config  # noqa: E402
 from rexnet_det.utils.dist import setup_cpu_distributed  # noqa: E402
 
@@ -49,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(relative to the work dir\'s timestamp folder)')
     parser.add_argument('--wait-time', type=float, default=2,
                         help='the interval of show (s)')
+    parser.add_argument('--compile', nargs='?', const='plain',
+                        choices=['plain', 'freezing'],
+                        help='run compiled (torch.compile, inductor)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, KEY=VALUE')
     parser.add_argument('--launcher',
@@ -113,6 +119,9 @@ def main(argv=None) -> None:
     setup_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
+    if args.compile:  # in place, so the checkpoint still loads into it
+        compile_for_inference(getattr(runner.model, 'module', runner.model)
+                              .eval(), freezing=args.compile == 'freezing')
     if args.out and not args.out.endswith('.json'):
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(

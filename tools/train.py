@@ -4,15 +4,18 @@ The command line is mmdet's ``tools/train.py``::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--resume-reset-schedule] [--resume-reset-optimizer]
-        [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
+        [--auto-scale-lr] [--compile [BACKEND]] [--cfg-options KEY=VALUE ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
 ``--resume`` alone resumes from the latest checkpoint in the work dir;
 ``--resume CKPT`` resumes from that file; a checkpoint whose optimizer or
 schedulers do not fit the config is refused unless
 ``--resume-reset-schedule`` / ``--resume-reset-optimizer`` says to start
-them afresh (docs/reliability.md). ``rexnet_det`` is imported before
-the config is parsed, so ``rexnet_det::`` base configs resolve. Without CUDA,
+them afresh (docs/reliability.md). ``--compile`` sets mmengine's
+``cfg.compile`` (``torch.compile`` of the model's ``train_step``; inductor
+unless a backend is named); an unusable backend fails before any work.
+``rexnet_det`` is imported before the config is parsed, so ``rexnet_det::``
+base configs resolve. Without CUDA,
 ``--launcher pytorch`` (tools/dist_train.sh) trains with gloo on CPU.
 """
 import argparse
@@ -29,7 +32,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from rexnet_det.checkpoint import require_regular_file  # noqa: E402
-from rexnet_det.models import check_neck_channels  # noqa: E402
+from rexnet_det.models import (check_compile_backend,  # noqa: E402
+                               check_neck_channels)
 from rexnet_det.utils.cli import load_tool_config  # noqa: E402
 from rexnet_det.utils.dist import setup_cpu_distributed  # noqa: E402
 
@@ -42,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='enable automatic-mixed-precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by the actual batch size')
+    parser.add_argument(
+        '--compile', nargs='?', const='inductor', metavar='BACKEND',
+        help='train with torch.compile (mmengine cfg.compile); BACKEND '
+        'defaults to inductor')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a path, resume from the '
@@ -90,6 +98,9 @@ def build_cfg(args: argparse.Namespace) -> Config:
         cfg.resume_reset_schedule = True
     if args.resume_reset_optimizer:
         cfg.resume_reset_optimizer = True
+    if args.compile:
+        check_compile_backend(args.compile)
+        cfg.compile = dict(backend=args.compile)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -167,6 +167,12 @@ class LinearBottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and self.training and x.requires_grad:
+            if torch.compiler.is_compiling():
+                # Dynamo cannot trace a context_fn; it is not needed there:
+                # the compiled graph applies BN buffer updates once, in the
+                # forward, and the recompute in backward does not repeat them.
+                return cp.checkpoint(self._inner_forward, x,
+                                     use_reentrant=False)
             return cp.checkpoint(
                 self._inner_forward, x, use_reentrant=False,
                 context_fn=lambda: (nullcontext(), frozen_bn_statistics(self)))
