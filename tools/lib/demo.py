@@ -53,9 +53,8 @@ class DemoOptions:
     size: int = 128
     #: Below 1: non-square images (landscape and portrait, short side
     #: min_aspect-1 of the long one), as real photos; the deployed graph
-    #: then pads each one as mmdet does. 1 (square) keeps the demo figures
-    #: of the README.
-    min_aspect: float = 1.0
+    #: pads each one as mmdet does. 1: square images.
+    min_aspect: float = 0.6
     epochs: Optional[int] = None
     seed: int = 0
     threads: int = 1
@@ -134,6 +133,12 @@ def draw_predictions(runner, cfg, data_root: str, vis_dir: str, num: int,
         tiles.append(np.concatenate([raw, mmcv.imread(out_file)], 1))
     if tiles:  # input | prediction, two pairs per row
         cols = 2
+        # non-square images: pad every tile to the largest (black)
+        h = max(tile.shape[0] for tile in tiles)
+        w = max(tile.shape[1] for tile in tiles)
+        tiles = [np.pad(tile, ((0, h - tile.shape[0]),
+                               (0, w - tile.shape[1]), (0, 0)))
+                 for tile in tiles]
         blank = [np.zeros_like(tiles[0])]
         rows = [np.concatenate(tiles[i:i + cols] + blank * (
             cols - len(tiles[i:i + cols])), 1)
