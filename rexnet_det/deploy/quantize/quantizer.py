@@ -294,6 +294,14 @@ def quantize_onnx(src: str, out: str, inputs: Sequence[np.ndarray],
             result.metadata_props.add(key=prop.key, value=prop.value)
         result.metadata_props.add(key=META_KEY, value=json.dumps(meta))
         result.producer_name = original.producer_name
+        # the FP32 file's declared input and output types: symbolic shape
+        # inference (quant_pre_process) renames their dimensions
+        for ours, theirs in ((result.graph.input, original.graph.input),
+                             (result.graph.output, original.graph.output)):
+            declared = {v.name: v.type for v in theirs}
+            for value in ours:
+                if value.name in declared:
+                    value.type.CopyFrom(declared[value.name])
         with atomic_output(out) as tmp_out:
             onnx.save(result, tmp_out)
     return QuantizeResult(out, options, len(nodes), counts, layers)
