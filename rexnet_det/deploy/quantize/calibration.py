@@ -16,7 +16,7 @@ sorted by scene or size still calibrates on all of it.
 import json
 import os
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -86,10 +86,13 @@ def dataset_paths(cfg: Config, split: str = 'train',
 
 
 def detector_calibration(cfg: Config, rule: ResizeRule, count: int,
-                         split: str = 'train', name: str = 'the config'
-                         ) -> List[np.ndarray]:
-    """`count` graph inputs ``[1, 3, H, W]`` from the config's `split` set,
-    resized by the deployed file's `rule`.
+                         split: str = 'train', name: str = 'the config',
+                         img_shape_input: bool = False
+                         ) -> List[Dict[str, np.ndarray]]:
+    """`count` graph feeds from the config's `split` set, resized by the
+    deployed file's `rule`: ``input`` ``[1, 3, H, W]`` and, for files with
+    that second input, ``img_shape`` ``[1, 2]`` (the resized size before
+    padding, as the runtime feeds it).
 
     Raises:
         CalibrationError: See :func:`dataset_paths` and
@@ -99,9 +102,16 @@ def detector_calibration(cfg: Config, rule: ResizeRule, count: int,
     with open(ann_file) as f:
         images = json.load(f).get('images', [])
     check_count(count, len(images), ann_file)
-    return [rule.apply(read_image(osp.join(
-        img_dir, images[i]['file_name']))).input[None]
-        for i in spread(len(images), count)]
+    feeds = []
+    for i in spread(len(images), count):
+        prepared = rule.apply(read_image(osp.join(img_dir,
+                                                  images[i]['file_name'])))
+        feed = {'input': prepared.input[None]}
+        if img_shape_input:
+            feed['img_shape'] = np.asarray([prepared.img_shape],
+                                           np.float32)
+        feeds.append(feed)
+    return feeds
 
 
 def list_images(folder: str) -> List[str]:

@@ -138,14 +138,17 @@ class QuantizeResult:
 class _Reader:
     """onnxruntime's calibration reader protocol over prepared inputs."""
 
-    def __init__(self, inputs: Sequence[np.ndarray], name: str) -> None:
+    def __init__(self, inputs: Sequence[Union[np.ndarray, Dict[str,
+                                                            np.ndarray]]],
+                 name: str) -> None:
         self.inputs, self.name, self.index = list(inputs), name, 0
 
     def get_next(self) -> Optional[Dict[str, np.ndarray]]:
         if self.index >= len(self.inputs):
             return None
         self.index += 1
-        return {self.name: self.inputs[self.index - 1]}
+        feed = self.inputs[self.index - 1]
+        return feed if isinstance(feed, dict) else {self.name: feed}
 
     def rewind(self) -> None:
         self.index = 0
@@ -236,8 +239,9 @@ def quantize_onnx(src: str, out: str, inputs: Sequence[np.ndarray],
     Args:
         src (str): FP32 ``.onnx`` file (never modified).
         out (str): INT8 file to write (atomically; not `src`).
-        inputs (Sequence[np.ndarray]): Calibration inputs of the graph's
-            single input, each a batch as the graph takes it.
+        inputs (Sequence[np.ndarray | dict]): Calibration batches as the
+            graph takes them: arrays for its first input, or feeds naming
+            every input (a keep-ratio detector's ``img_shape`` too).
         options (QuantizeOptions, optional): Default: the defaults.
         layer_images (int): Also compute the per-tensor report on the first
             `layer_images` inputs (0: no report).
@@ -325,7 +329,8 @@ def quantize_detector(config, model_path: str, out: str,
                                   for p in model.metadata_props}, model_path)
     name = config if isinstance(config, str) else 'the config'
     inputs = detector_calibration(load_config(config), meta.resize,
-                                  options.num_images, options.split, name)
+                                  options.num_images, options.split, name,
+                                  meta.img_shape_input)
     return quantize_onnx(model_path, out, inputs, options, layer_images)
 
 
