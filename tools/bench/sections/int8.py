@@ -95,7 +95,7 @@ def backbone_rows(size: int, threads: Sequence[int],
                   runtimes: Sequence[str], rounds: int, calls: int,
                   out_dir: str, num_images: int) -> List[Dict[str, Any]]:
     """FP32 and INT8 backbones; rows of :func:`.backbones.time_deployed`
-    with ``precision``, ``int8_speedup`` and ``vs_effnet_int8`` (INT8
+    with ``precision``, ``int8_speedup`` and ``vs_peer`` (INT8
     ReXNet rows: their time over INT8 EfficientNet-B0's)."""
     fp32 = [d for d in export_deployed(size, out_dir, 'openvino' in runtimes,
                                        eager=False)
