@@ -92,7 +92,8 @@ def parse_args(argv: Optional[List[str]] = None):
         parser.error(f'--mask-image-sizes takes H W pairs >= 32, got {sizes}')
     try:
         opts = BenchmarkOptions(
-            only=args.only, skip=args.skip, threads=args.threads, sizes=args.sizes,
+            only=args.only, skip=args.skip, threads=args.threads,
+            sizes=args.sizes,
             rounds=args.rounds, calls=args.calls,
             mask_image_sizes=list(zip(sizes[::2], sizes[1::2])),
             openvino=not args.no_openvino, quick=args.quick,

@@ -32,7 +32,8 @@ def run_benchmark(opts: BenchmarkOptions,
 
     Returns:
         dict: ``meta`` (:func:`~.machine.machine_record`, the command,
-        seconds per section and the load at the end), ``options``, ``sections`` (name -> result)
+        seconds per section and the load at the end), ``options``,
+        ``sections`` (name -> result)
         and ``goals`` (:func:`~.goals.judge`).
 
     Raises:

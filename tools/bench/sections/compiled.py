@@ -161,7 +161,8 @@ def tables(result: Dict[str, Any]) -> Dict[str, str]:
                          f'{r["ms_max"]:.2f}] | {r["cpu_ms"]:.2f} | {vs} | '
                          f'{comp} |')
     lines += ['', '| size | threads | ReXNet form | compiled / ORT aligned | '
-              'speed-up vs eager | per FLOP vs ORT |', '|---|---|---|---|---|---|']
+              'speed-up vs eager | per FLOP vs ORT |',
+              '|---|---|---|---|---|---|']
     for g in result['groups']:
         c = clock(g['threads'])
         lines.append(f'| {g["size"]} | {g["threads"]} | {g["best_form"]} | '
