@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.conftest import ROOT
-from tools.bench import BenchmarkOptions, run_benchmark
+from tools.bench import BenchmarkOptions, run_benchmark, update_record
 from tools.bench.goals import GOALS, judge
 from tools.bench.sections import discover
 from tools.bench.tables import fill, render
@@ -18,7 +18,8 @@ RESULTS = osp.join(ROOT, 'benchmarks', 'results.json')
 MARKER_NAMES = ('goals', 'backbones', 'alignment', 'alignment_profile',
                 'eager_forms', 'eager_profile', 'training', 'memory',
                 'ssdlite_latency', 'mask_rcnn_latency_128x128',
-                'checkpoint_load')
+                'dynamic_vs_static', 'checkpoint_load', 'int8_detectors',
+                'int8_backbones', 'compiled')
 
 
 def _ratio(median, low=None, high=None):
@@ -93,6 +94,56 @@ def test_goals_pick_the_clock_and_the_best_runtime():
         GOALS[name].limit for name, _ in goals}
 
 
+def _int8_row(model, runtime, speedup=None, vs_peer=None):
+    row = dict(model=model, runtime=runtime, threads=1, size=224)
+    if speedup:
+        row['int8_speedup'] = _both(speedup, speedup)
+    if vs_peer:
+        row['vs_peer'] = _both(vs_peer, vs_peer)
+    return row
+
+
+def test_int8_speed_goals_count_only_on_a_cpu_with_vnni():
+    ours = 'SSDLite-ReXNet-1.0x aligned INT8'
+    result = dict(
+        detectors=[_int8_row(ours, 'ort', 1.7, 0.9),
+                   _int8_row('SSDLite-MobileNetV2 INT8', 'ort', 1.2)],
+        backbones=[_int8_row('ReXNet-1.0x aligned x4 INT8', 'ort', 1.1,
+                             1.05)])
+    with_vnni = {g['name']: g for g in judge(dict(int8=dict(result,
+                                                           vnni=True)))}
+    assert sorted(with_vnni) == ['int8_backbone_vs_effnet', 'int8_speedup',
+                                 'int8_vs_fp32_mbv2']
+    assert with_vnni['int8_speedup']['met']  # 1.7 >= 1.6
+    assert with_vnni['int8_vs_fp32_mbv2']['met']  # 0.9 <= 1.0
+    assert not with_vnni['int8_backbone_vs_effnet']['met']  # 1.05 > 1.0
+    without = judge(dict(int8=dict(result, vnni=False)))
+    assert [g['name'] for g in without] == ['int8_backbone_vs_effnet']
+
+
+def test_update_record_replaces_sections_and_judges_again():
+    meta = dict(commit='a', dirty=False, date='d0', command='first',
+                load_average_start=[1.0], load_average_end=[1.0],
+                section_seconds=dict(memory=1.0), threads=[1])
+    old = dict(meta=meta, options={}, goals=[], sections=dict(
+        memory=dict(batch=2, size=512, peak_saving=0.1)))
+    new = dict(meta=dict(meta, commit='b', date='d1', command='second',
+                         section_seconds=dict(training=1.0)),
+               options=dict(threads=[1]), sections=dict(training=dict(
+                   ssdlite_batch=8, ssdlite_size=320,
+                   ssdlite_ratio=_both(1.0, 1.2))))
+    merged = update_record(old, new)
+    assert sorted(merged['sections']) == ['memory', 'training']
+    assert merged['meta']['command'] == 'first'
+    assert [(u['command'], u['commit'], u['sections'])
+            for u in merged['meta']['updates']] == [
+        ('second', 'b', ['training'])]
+    assert [(g['name'], g['met']) for g in merged['goals']] == [
+        ('cp_memory_saving', False), ('train_ratio', True)]
+    assert old['sections'] == dict(memory=dict(batch=2, size=512,
+                                               peak_saving=0.1))
+
+
 def test_fill_replaces_only_marker_bodies_and_names_unknown_tables():
     text = ('keep\n<!-- bench:a -->\nold\n<!-- /bench:a -->\nmiddle\n'
             '<!-- bench:b -->\n<!-- /bench:b -->\nend\n')
@@ -125,8 +176,12 @@ def test_options_name_bad_values():
     with pytest.raises(ValueError, match='detector_size must be a multiple '
                        'of 32, got 100'):
         BenchmarkOptions(detector_size=100)
-    with pytest.raises(ValueError, match=r"unknown sections \['gpu'\]"):
+    with pytest.raises(ValueError, match=r"only: unknown sections "
+                       r"\['gpu'\]"):
         run_benchmark(BenchmarkOptions(only=['gpu']), log=None)
+    with pytest.raises(ValueError, match=r"skip: unknown sections "
+                       r"\['gpu'\]"):
+        run_benchmark(BenchmarkOptions(skip=['gpu']), log=None)
 
 
 @pytest.fixture(scope='module')
@@ -142,15 +197,43 @@ def quick():
 
 def test_quick_run_covers_every_section_and_goal(quick):
     assert list(quick['sections']) == list(discover()) == [
-        'backbones', 'eager_forms', 'alignment', 'detectors', 'training',
-        'memory', 'checkpoint_load']
+        'backbones', 'compiled', 'eager_forms', 'alignment', 'detectors',
+        'int8', 'training', 'memory', 'checkpoint_load']
     json.dumps(quick)  # the record is plain JSON
     meta = quick['meta']
     assert meta['versions']['torch'] and meta['threads'] == [1]
     assert list(meta['section_seconds']) == list(quick['sections'])
-    # --quick times no Mask R-CNN image, so no dynamic-vs-fixed goal
-    assert {g['name'] for g in quick['goals']} == set(GOALS) - {
-        'dynamic_slowdown'}
+    # --quick times no Mask R-CNN image, so no dynamic-vs-fixed goal; the
+    # INT8 speed goals count only on a CPU with VNNI or AMX
+    int8 = quick['sections']['int8']
+    skipped = {'dynamic_slowdown'} | (
+        set() if int8['vnni'] else {'int8_speedup', 'int8_vs_fp32_mbv2'})
+    assert {g['name'] for g in quick['goals']} == set(GOALS) - skipped
+    assert int8['vnni'] == bool({'avx512_vnni', 'avx_vnni', 'amx_int8'} &
+                                set(meta['cpu']['isa']))
+    # FP32 and INT8 of 2 detectors / 3 backbones on 2 runtimes
+    for part, count in (('detectors', 8), ('backbones', 12)):
+        keys = [(r['model'], r['runtime']) for r in int8[part]]
+        assert len(keys) == len(set(keys)) == count
+        assert all(('int8_speedup' in r) == (r['precision'] == 'INT8') ==
+                   r['model'].endswith(' INT8') for r in int8[part])
+        # the ratio to the peer: on the INT8 ReXNet rows, one per runtime
+        ours = ('SSDLite-ReXNet-1.0x aligned INT8' if part == 'detectors'
+                else 'ReXNet-1.0x aligned x4 INT8')
+        assert sorted((r['model'], r['runtime']) for r in int8[part]
+                      if 'vs_peer' in r) == [(ours, 'openvino'),
+                                             (ours, 'ort')]
+    compiled = quick['sections']['compiled']
+    (group, ) = compiled['groups']
+    assert compiled['backend'] == 'eager' and group['size'] == 64
+    forms = [(r['model'], r['form']) for r in group['rows']]
+    assert forms == [(m, f) for m in ('ReXNet-1.0x', 'EfficientNet-B0',
+                                      'MobileNetV2')
+                     for f in ('eager', 'compiled')] + [
+        ('ReXNet-1.0x', 'onnxruntime aligned'),
+        ('MobileNetV2', 'onnxruntime aligned')]
+    assert all(('compile_s' in r) == (r['form'] == 'compiled')
+               for r in group['rows'])
     rows = quick['sections']['backbones']['rows']
     pairs = [(r['model'], r['runtime']) for r in rows]
     # 7 ORT, 5 OpenVINO, 8 eager, 2 more eager forms of ReXNet-1.0x
@@ -177,6 +260,9 @@ def test_quick_run_covers_every_section_and_goal(quick):
     tables = render(quick)
     assert set(tables) == set(MARKER_NAMES) - {'mask_rcnn_latency_128x128',
                                               'dynamic_vs_static'}
+    assert tables['int8_detectors'].count('\n| ') == 8
+    # 8 rows, then the goal ratios' header and one line per group
+    assert tables['compiled'].count('\n| ') == 8 + 2
     assert tables['backbones'].count('\n| ') == 22  # one line per row
     assert tables['eager_forms'].count('\n| ') == 4
     # each table names the command that made it

@@ -3,9 +3,11 @@
 Sections (``--only``, default all; tools/bench/sections/): ``backbones``
 (ReXNet-1.0x / lite vs EfficientNet-B0 and MobileNetV2, eager eval and
 fused, onnxruntime, OpenVINO), ``eager_forms`` (the fused eager limit),
-``alignment`` (NCHWc channel alignment), ``detectors`` (SSDLite and Mask
-R-CNN deployed latency), ``training`` (s/iter vs SSDLite-MobileNetV2,
-with_cp cost) and ``memory`` (with_cp peak memory). The JSON records the
+``alignment`` (NCHWc channel alignment), ``compiled`` (torch.compile vs
+eager and onnxruntime; slow, ``--skip compiled``), ``detectors`` (SSDLite
+and Mask R-CNN deployed latency), ``int8`` (INT8 vs FP32 detectors and
+backbones), ``training`` (s/iter vs SSDLite-MobileNetV2, with_cp cost) and
+``memory`` (with_cp peak memory). The JSON records the
 commit, date, CPU model and instruction sets, threads and versions, and
 the goals judged (tools/bench/goals.py). Regenerate the docs' tables from
 it with ``python tools/gen_tables.py benchmarks/results.json``.
@@ -18,6 +20,8 @@ Examples::
     python tools/benchmark.py --out benchmarks/results.json
     python tools/benchmark.py --only backbones --threads 1 --out /tmp/b.json
     python tools/benchmark.py --quick --out /tmp/quick.json
+    python tools/benchmark.py --only compiled --update \
+        --out benchmarks/results.json
 """
 import argparse
 import json
@@ -29,7 +33,8 @@ from typing import List, Optional
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from rexnet_det.utils.io import atomic_write  # noqa: E402
-from tools.bench import BenchmarkOptions, run_benchmark  # noqa: E402
+from tools.bench import (BenchmarkOptions, run_benchmark,  # noqa: E402
+                         update_record)
 from tools.bench.tables import render  # noqa: E402
 
 #: Set before start-up: glibc malloc pinned (eager timings swing up to 30%
@@ -60,6 +65,12 @@ def parse_args(argv: Optional[List[str]] = None):
                         help='results file to write')
     parser.add_argument('--only', nargs='+', default=[],
                         help='sections to run (default: all)')
+    parser.add_argument('--skip', nargs='+', default=[],
+                        help='sections not to run (e.g. compiled, slow)')
+    parser.add_argument('--update', action='store_true',
+                        help='add the sections run to the existing --out '
+                        'file (replacing them), keep the others, judge the '
+                        'goals again')
     parser.add_argument('--threads', type=int, nargs='+',
                         default=list(d.threads))
     parser.add_argument('--sizes', type=int, nargs='+', default=list(d.sizes))
@@ -81,7 +92,8 @@ def parse_args(argv: Optional[List[str]] = None):
         parser.error(f'--mask-image-sizes takes H W pairs >= 32, got {sizes}')
     try:
         opts = BenchmarkOptions(
-            only=args.only, threads=args.threads, sizes=args.sizes,
+            only=args.only, skip=args.skip, threads=args.threads,
+            sizes=args.sizes,
             rounds=args.rounds, calls=args.calls,
             mask_image_sizes=list(zip(sizes[::2], sizes[1::2])),
             openvino=not args.no_openvino, quick=args.quick,
@@ -89,16 +101,21 @@ def parse_args(argv: Optional[List[str]] = None):
                              (argv if argv is not None else sys.argv[1:])))
     except ValueError as e:
         parser.error(str(e))
-    return opts, args.out
+    if args.update and not osp.isfile(args.out):
+        parser.error(f'--update: no results file {args.out!r} to update')
+    return opts, args.out, args.update
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    opts, out = parse_args(argv)
+    opts, out, update = parse_args(argv)
     restart_with_timing_env(argv)
     try:
         record = run_benchmark(opts)
     except ValueError as e:  # an unknown section
         sys.exit(f'error: {e}')
+    if update:
+        with open(out) as f:
+            record = update_record(json.load(f), record)
     for name, table in render(record).items():
         print(f'\n## {name}\n{table}')
     atomic_write(json.dumps(record, indent=1) + '\n', out)

@@ -22,7 +22,7 @@ from .options import BenchmarkOptions
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-__all__ = ['BenchmarkOptions', 'run_benchmark', 'ROOT']
+__all__ = ['BenchmarkOptions', 'run_benchmark', 'update_record', 'ROOT']
 
 
 def run_benchmark(opts: BenchmarkOptions,
@@ -32,11 +32,13 @@ def run_benchmark(opts: BenchmarkOptions,
 
     Returns:
         dict: ``meta`` (:func:`~.machine.machine_record`, the command,
-        seconds per section and the load at the end), ``options``, ``sections`` (name -> result)
+        seconds per section and the load at the end), ``options``,
+        ``sections`` (name -> result)
         and ``goals`` (:func:`~.goals.judge`).
 
     Raises:
-        ValueError: `opts.only` names a section that does not exist.
+        ValueError: `opts.only` or `opts.skip` names a section that does
+            not exist.
     """
     import dataclasses
 
@@ -46,11 +48,13 @@ def run_benchmark(opts: BenchmarkOptions,
     from .machine import machine_record
     from .sections import discover
     sections = discover()
-    only = list(opts.only) or list(sections)
-    unknown = sorted(set(only) - set(sections))
-    if unknown:
-        raise ValueError(f'only: unknown sections {unknown}; choose from '
-                         f'{list(sections)}')
+    for name in ('only', 'skip'):
+        unknown = sorted(set(getattr(opts, name)) - set(sections))
+        if unknown:
+            raise ValueError(f'{name}: unknown sections {unknown}; choose '
+                             f'from {list(sections)}')
+    only = [n for n in list(opts.only) or list(sections)
+            if n not in opts.skip]
     record: Dict[str, Any] = dict(
         meta=dict(machine_record(ROOT, list(opts.threads)),
                   command=opts.command,
@@ -72,3 +76,22 @@ def run_benchmark(opts: BenchmarkOptions,
     record['meta']['load_average_end'] = list(os.getloadavg())
     record['goals'] = judge(record['sections'])
     return record
+
+
+def update_record(old: Dict[str, Any], new: Dict[str, Any]
+                  ) -> Dict[str, Any]:
+    """`old` with the sections of the later run `new` added or replaced,
+    the goals judged again, and `new`'s meta (command, date, commit, load,
+    seconds) kept under ``meta['updates']`` so every figure still names the
+    run that measured it."""
+    from .goals import judge
+    merged = dict(old, sections=dict(old['sections'], **new['sections']))
+    meta = dict(old['meta'])
+    meta['updates'] = list(meta.get('updates', [])) + [dict(
+        {k: new['meta'][k] for k in (
+            'commit', 'dirty', 'date', 'command', 'load_average_start',
+            'load_average_end', 'section_seconds', 'threads')},
+        options=new['options'], sections=sorted(new['sections']))]
+    merged['meta'] = meta
+    merged['goals'] = judge(merged['sections'])
+    return merged

@@ -52,6 +52,28 @@ GOALS: Dict[str, Goal] = {
         'detectors', 1.10, 'lower', 'Mask R-CNN-ReXNet-1.0x exported with '
         'a dynamic input size: onnxruntime latency / the fixed-size '
         'export\'s, same padded image', 'issue #23'),
+    'int8_speedup': Goal(
+        'int8', 1.6, 'higher', 'INT8 SSDLite-ReXNet-1.0x aligned over its '
+        'FP32 file on the same runtime, end to end, 1 thread (judged on a '
+        'CPU with VNNI or AMX)', 'issue #21'),
+    'int8_vs_fp32_mbv2': Goal(
+        'int8', 1.0, 'lower', 'INT8 SSDLite-ReXNet-1.0x aligned latency / '
+        'FP32 SSDLite-MobileNetV2 latency, same runtime, end to end (judged '
+        'on a CPU with VNNI or AMX)', 'issue #21'),
+    'int8_backbone_vs_effnet': Goal(
+        'int8', 1.0, 'lower', 'INT8 ReXNet-1.0x aligned backbone latency / '
+        'INT8 EfficientNet-B0 (pads folded), same runtime', 'issue #21'),
+    'compiled_vs_ort': Goal(
+        'compiled', 1.25, 'lower', 'best compiled form of ReXNet-1.0x '
+        '(torch.compile, with or without freezing) latency / aligned '
+        'onnxruntime latency, same run', 'issue #22'),
+    'compiled_speedup': Goal(
+        'compiled', 1.3, 'higher', 'best compiled ReXNet-1.0x over eager '
+        'eval', 'issue #22'),
+    'compiled_per_flop': Goal(
+        'compiled', 1.0, 'lower', '(compiled ReXNet-1.0x / compiled '
+        'MobileNetV2) over (onnxruntime ReXNet-1.0x aligned / onnxruntime '
+        'MobileNetV2): per FLOP no worse than deployed', 'issue #22'),
     'train_ratio': Goal(
         'training', 4 / 3, 'lower', 'SSDLite-ReXNet-1.0x s/iter / '
         'SSDLite-MobileNetV2 s/iter (the paper\'s FLOP ratio 0.40 / 0.30)',
@@ -119,6 +141,32 @@ def _detector_figures(result: dict) -> Iterator[Tuple[str, str, Dict]]:
             dynamic['per_flop'][clock(dynamic['threads'])]
 
 
+def _int8_figures(result: dict) -> Iterator[Tuple[str, str, Dict]]:
+    vnni = result.get('vnni', False)  # INT8 speed goals need VNNI or AMX
+    for r in result.get('detectors', []):
+        if not vnni or r['model'] != 'SSDLite-ReXNet-1.0x aligned INT8':
+            continue
+        c, where = clock(r['threads']), f'{r["runtime"]}, {r["threads"]} ' \
+            'thread(s)'
+        if r['threads'] == 1:
+            yield 'int8_speedup', where, r['int8_speedup'][c]
+        yield 'int8_vs_fp32_mbv2', where, r['vs_peer'][c]
+    for r in result.get('backbones', []):
+        if 'vs_peer' in r:
+            yield 'int8_backbone_vs_effnet', (
+                f'{r["size"]} px, {r["runtime"]}, {r["threads"]} thread(s)'
+            ), r['vs_peer'][clock(r['threads'])]
+
+
+def _compiled_figures(result: dict) -> Iterator[Tuple[str, str, Dict]]:
+    for g in result.get('groups', []):
+        where = f'{g["size"]} px, {g["threads"]} thread(s), {g["best_form"]}'
+        c = clock(g['threads'])
+        yield 'compiled_vs_ort', where, g['vs_ort'][c]
+        yield 'compiled_speedup', where, g['speedup'][c]
+        yield 'compiled_per_flop', where, g['per_flop_vs_ort'][c]
+
+
 def _training_figures(result: dict) -> Iterator[Tuple[str, str, Dict]]:
     ratio = result.get('ssdlite_ratio')
     if ratio:
@@ -137,7 +185,8 @@ def _memory_figures(result: dict) -> Iterator[Tuple[str, str, Dict]]:
 
 FIGURES: Dict[str, Callable[[dict], Iterator[Tuple[str, str, Dict]]]] = {
     'backbones': _backbone_figures, 'detectors': _detector_figures,
-    'training': _training_figures, 'memory': _memory_figures}
+    'training': _training_figures, 'memory': _memory_figures,
+    'int8': _int8_figures, 'compiled': _compiled_figures}
 
 
 def judge(sections: Dict[str, dict]) -> List[Dict[str, Any]]:

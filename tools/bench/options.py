@@ -11,6 +11,8 @@ class BenchmarkOptions:
 
     Args:
         only (Sequence[str]): Sections to run (default: all registered).
+        skip (Sequence[str]): Sections not to run (e.g. the slow
+            ``compiled``).
         threads (Sequence[int]): Thread counts; each is its own group.
         sizes (Sequence[int]): Square backbone input sizes.
         rounds (int): Interleaved rounds per group (medians over them).
@@ -25,6 +27,7 @@ class BenchmarkOptions:
             not a measurement.
     """
     only: Sequence[str] = ()
+    skip: Sequence[str] = ()
     threads: Sequence[int] = (1, 2)
     sizes: Sequence[int] = (224, 320)
     rounds: int = 7

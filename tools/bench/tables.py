@@ -37,16 +37,23 @@ def goals_table(goals: list) -> str:
 
 def render(record: dict) -> Dict[str, str]:
     """Table name -> Markdown body (a table, then the command and the
-    machine that produced it)."""
+    machine that produced it: for a section added by ``--update``, that
+    run's)."""
     meta = record['meta']
-    footer = (f'\n\n<sub>`{meta["command"]}`, then `python '
-              f'tools/gen_tables.py benchmarks/results.json`; '
-              f'{machine_line(meta)}.</sub>')
+
+    def footer(run: dict) -> str:
+        return (f'\n\n<sub>`{run["command"]}`, then `python '
+                f'tools/gen_tables.py benchmarks/results.json`; '
+                f'{machine_line(dict(meta, **run))}.</sub>')
+    by_section = {name: update for update in meta.get('updates', [])
+                  for name in update['sections']}
     sections = discover()
-    out = dict(goals=goals_table(record['goals']))
+    out = dict(goals=goals_table(record['goals']) + footer(meta))
     for name, result in record['sections'].items():
-        out.update(sections[name].tables(result))
-    return {k: v + footer for k, v in out.items()}
+        end = footer(by_section.get(name, meta))
+        out.update({k: v + end
+                    for k, v in sections[name].tables(result).items()})
+    return out
 
 
 def fill(text: str, tables: Dict[str, str]) -> str:

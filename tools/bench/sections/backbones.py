@@ -225,12 +225,15 @@ def inverse(r: Dict[str, Dict]) -> Dict[str, Dict]:
 
 
 def time_deployed(models: Sequence[Deployed], size: int, threads: int,
-                  rounds: int, calls: int) -> List[Dict[str, Any]]:
+                  rounds: int, calls: int,
+                  timings_out: Optional[Dict[tuple, Timings]] = None
+                  ) -> List[Dict[str, Any]]:
     """Time `models` interleaved; one row each, with ``per_flop`` (time
     ratio to :data:`PEER` on the same runtime over the MAC ratio),
     ``speedup_vs_eval`` (eager fused forms: eval time over theirs) and
     ``vs_effnet`` (aligned ReXNet on onnxruntime: its time over the
-    pads-folded EfficientNet-B0's)."""
+    pads-folded EfficientNet-B0's). `timings_out`, if given, receives the
+    :class:`Timings` by ``(label, runtime)`` for further ratios."""
     x = np.random.RandomState(0).standard_normal(
         (1, 3, size, size)).astype(np.float32)
     cases = []
@@ -251,6 +254,8 @@ def time_deployed(models: Sequence[Deployed], size: int, threads: int,
         torch.set_num_threads(previous)
     by_key = {(t.case.info['model'], t.case.info['runtime']): t
               for t in timings.values()}
+    if timings_out is not None:
+        timings_out.update(by_key)
     macs = {(m.label, m.runtime): m.macs for m in models}
     rows = []
     for m, case in zip(models, cases):

@@ -171,8 +171,10 @@ def prepare_two_stage(spec: LatencyModel, image_size: Tuple[int, int],
                          counted['params'])
 
 
-def _cases(models: Sequence[PreparedModel], runtimes: Sequence[str],
-           threads: int, image: np.ndarray) -> List[Case]:
+def latency_cases(models: Sequence[PreparedModel], runtimes: Sequence[str],
+                  threads: int, image: np.ndarray) -> List[Case]:
+    """One :class:`Case` per (model, runtime) on `threads`: PyTorch's
+    ``inference_detector`` or the deployed file's ``predict`` of `image`."""
     from mmdet.apis import inference_detector
     cases = []
     for prepared in models:
@@ -212,7 +214,7 @@ def run_latency(models: Sequence[PreparedModel], image: np.ndarray,
     for count in threads:
         torch.set_num_threads(count)
         try:
-            cases = _cases(models, runtimes, count, image)
+            cases = latency_cases(models, runtimes, count, image)
             timings = measure(cases, rounds, calls, warmup=warmup)
         finally:
             torch.set_num_threads(previous)
