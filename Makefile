@@ -2,6 +2,9 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (one per core); tests sharing a slow session
+# fixture stay on one worker (tests/conftest.py: HEAVY_FIXTURES).
+PYTEST_JOBS ?= -n 2 --dist loadgroup
 
 .PHONY: setup test demo benchmark tables clean-venv
 
@@ -12,7 +15,7 @@ setup:
 # processes (torchrun, train/test subprocesses) otherwise oversubscribe the
 # CPU and run several times slower. Override with OMP_NUM_THREADS=N.
 test: setup
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest $(PYTEST_JOBS) tests $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) tools/demo.py

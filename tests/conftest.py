@@ -121,3 +121,17 @@ def trained_ssdlite(tmp_path_factory):
                                      weight_decay=4e-5))
     return dict(root=root, data=data,
                 **train_briefly_and_export(cfg, root, 40, 'ssdlite.onnx'))
+
+
+#: Session fixtures that train or benchmark for a minute or more: under
+#: pytest-xdist (``make test`` runs two workers) every test that uses one
+#: goes to the same worker, so each is built once.
+HEAVY_FIXTURES = ('trained_ssdlite', 'trained_mask_rcnn', 'quick')
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in HEAVY_FIXTURES:
+            if name in getattr(item, 'fixturenames', ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
