@@ -82,7 +82,8 @@ class VerifyReport:
             ``inference_detector``) and ``deployed`` (``predict``) over all
             images, reading the file included.
         confident (DetectionMatch): The pairing of the confident, untied
-            detections only (:func:`confident_untied`): low-scoring ones
+            detections only (:func:`untied_only` above
+            :data:`CONFIDENT_SCORE`): low-scoring ones
             can hinge on exact score ties upstream (an under-trained RPN
             scoring padding anchors alike), whose order each runtime
             resolves its own way.
@@ -236,16 +237,6 @@ def coco_results(detections: List[Detections], image_ids: List[int],
     return out
 
 
-def confident_untied(det: Detections) -> Tuple:
-    """``(bboxes, scores, labels)`` and masks (or None) of the detections
-    scoring >= :data:`CONFIDENT_SCORE` whose score no other detection of
-    the image comes within :data:`SCORE_TOL` of."""
-    keep = (det.scores >= CONFIDENT_SCORE) & untied_mask(det.scores,
-                                                         SCORE_TOL)
-    return ((det.bboxes[keep], det.scores[keep], det.labels[keep]),
-            None if det.masks is None else det.masks[keep])
-
-
 def _category_ids(ann: dict, classes: List[str], ann_file: str) -> List[int]:
     by_name = {c['name']: c['id'] for c in ann.get('categories', [])}
     missing = [c for c in classes if c not in by_name]
@@ -321,11 +312,13 @@ def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
             (ref.bboxes, ref.scores, ref.labels),
             (dep.bboxes, dep.scores, dep.labels), IOU_THR, SCORE_TOL,
             (ref.masks, dep.masks) if with_masks else None)
-        (ref_sure, ref_masks), (dep_sure, dep_masks) = (
-            confident_untied(ref), confident_untied(dep))
+        ref_sure, dep_sure = (untied_only(d, CONFIDENT_SCORE)
+                              for d in (ref, dep))
         confident = confident + match_detections(
-            ref_sure, dep_sure, IOU_THR, SCORE_TOL,
-            (ref_masks, dep_masks) if with_masks else None)
+            (ref_sure.bboxes, ref_sure.scores, ref_sure.labels),
+            (dep_sure.bboxes, dep_sure.scores, dep_sure.labels), IOU_THR,
+            SCORE_TOL, (ref_sure.masks, dep_sure.masks) if with_masks
+            else None)
         reference.append(ref)
         candidate.append(dep)
         if progress:
@@ -348,10 +341,12 @@ def verify_detector(config: Union[str, Config], checkpoint: Optional[str],
                         confident, untied_map)
 
 
-def untied_only(detections: Detections) -> Detections:
-    """The detections whose score no other one shares to within
-    :data:`SCORE_TOL`."""
-    keep = untied_mask(detections.scores, SCORE_TOL)
+def untied_only(detections: Detections,
+                min_score: float = 0.0) -> Detections:
+    """The detections scoring >= `min_score` whose score no other
+    detection of the image comes within :data:`SCORE_TOL` of."""
+    keep = untied_mask(detections.scores, SCORE_TOL) & (
+        detections.scores >= min_score)
     return Detections(detections.bboxes[keep], detections.scores[keep],
                       detections.labels[keep],
                       None if detections.masks is None
